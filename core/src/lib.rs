@@ -1,2 +1,33 @@
+//! The agent identity and per-thread agent task lifecycle, as a sans-IO state machine.
+//!
+//! This crate does no IO, reads no clock and uses no OS randomness. It is fed inputs, each
+//! carrying `now`, and answers with commands that its driver carries out:
+//!
+//! ```text
+//!   driver                         Lifecycle                        driver
+//!   ──────                         ─────────                        ──────
+//!   start/resume/fork thread ─┐                               ┌─▶ Send request (with timeout)
+//!   submit turn              ─┤                               ├─▶ Append rollout line
+//!   response / failure       ─┼──▶ state machine ──▶ poll ────┼─▶ Emit event
+//!   auth changed             ─┤   (identity slot,             ├─▶ Store / delete identity
+//!   auth store replaced      ─┘    threads, tasks)            ├─▶ Log line
+//!                                                             └─▶ Coverage mark
+//! ```
+//!
+//! The behaviour is `shared/spec/lifecycle.md`; rule numbers in comments refer to its section 3.
+//! Key material comes from the seed bytes handed to [`Lifecycle::new`].
+
+pub mod config;
+mod machine;
+pub mod marks;
+pub mod output;
+pub mod protocol;
+pub mod rollout;
 pub mod time;
 pub mod wire;
+
+pub use config::{Auth, Binding, Config, ExpiryPolicy, StoredIdentity};
+pub use machine::{InFlight, Lifecycle, RequestFailure};
+pub use output::{Command, Event, EventKind, Level, LogLine, RequestId, ThreadId, TurnId};
+pub use rollout::{AgentTask, RolloutItem, RolloutLine, RolloutScan};
+pub use time::Timestamp;

@@ -1,0 +1,177 @@
+//! What the machine asks its driver to do: [`Command`]s, with the [`Event`]s, [`LogLine`]s and
+//! rollout lines they carry.
+
+use std::fmt;
+
+use crate::config::StoredIdentity;
+use crate::rollout::RolloutLine;
+use crate::wire::HttpRequest;
+
+/// A thread's name, chosen by the driver.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ThreadId(pub String);
+
+impl fmt::Display for ThreadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for ThreadId {
+    fn from(name: &str) -> ThreadId {
+        ThreadId(name.to_owned())
+    }
+}
+
+/// A user turn, numbered by the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TurnId(pub u32);
+
+impl fmt::Display for TurnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "turn-{}", self.0)
+    }
+}
+
+/// Names one request the machine asked for; the driver hands it back with the outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "req-{}", self.0)
+    }
+}
+
+/// Something the driver must do, in the order the machine returns them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Send this request. Report its outcome with `handle_response` or `handle_request_failed`;
+    /// when no response has arrived after `timeout_ms`, report a timeout.
+    Send { id: RequestId, request: HttpRequest, timeout_ms: u64 },
+    /// Append this line to the thread's rollout.
+    Append { thread: ThreadId, line: RolloutLine },
+    /// Show this event to the client.
+    Emit(Event),
+    /// Write this identity to the auth store (replacing what is there).
+    StoreIdentity(StoredIdentity),
+    /// Remove the identity from the auth store.
+    DeleteIdentity,
+    /// Log this line.
+    Log(LogLine),
+    /// A named code path was taken (a coverage mark, see [`crate::marks`]).
+    Mark(&'static str),
+}
+
+/// A client-visible event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The thread it belongs to.
+    pub thread: ThreadId,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// The events of spec section 4.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A turn began.
+    TaskStarted { turn: TurnId },
+    /// The user's message of a turn, recorded.
+    UserMessage { turn: TurnId, message: String },
+    /// An error shown to the user: identity registration at start (no turn) or a turn failure.
+    Error { turn: Option<TurnId>, message: String },
+    /// A turn ended (after its model response, or after its error).
+    TurnComplete { turn: TurnId },
+}
+
+impl EventKind {
+    /// The event's name: `task_started`, `user_message`, `error`, `turn_complete`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::TaskStarted { .. } => "task_started",
+            EventKind::UserMessage { .. } => "user_message",
+            EventKind::Error { .. } => "error",
+            EventKind::TurnComplete { .. } => "turn_complete",
+        }
+    }
+
+    /// Every event name.
+    pub const NAMES: [&'static str; 4] = ["task_started", "user_message", "error", "turn_complete"];
+
+    /// The turn it belongs to, if any.
+    pub fn turn(&self) -> Option<TurnId> {
+        match self {
+            EventKind::TaskStarted { turn } | EventKind::TurnComplete { turn } => Some(*turn),
+            EventKind::UserMessage { turn, .. } => Some(*turn),
+            EventKind::Error { turn, .. } => *turn,
+        }
+    }
+
+    /// The message, for events that carry one.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            EventKind::UserMessage { message, .. } | EventKind::Error { message, .. } => Some(message),
+            EventKind::TaskStarted { .. } | EventKind::TurnComplete { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.thread, self.kind.name())?;
+        if let Some(turn) = self.kind.turn() {
+            write!(f, " {turn}")?;
+        }
+        if let Some(message) = self.kind.message() {
+            write!(f, " {message:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Log levels, as `tracing` has them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Something failed that the user will see.
+    Error,
+    /// Something failed that the lifecycle recovers from.
+    Warn,
+    /// A normal state change.
+    Info,
+    /// Detail.
+    Debug,
+}
+
+impl Level {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+}
+
+/// A log line: a fixed message plus fields. Never carries a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// Severity.
+    pub level: Level,
+    /// One of the spec's key log lines, or another fixed text.
+    pub message: &'static str,
+    /// Named values, in a fixed order.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl fmt::Display for LogLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:<5} {}", self.level.name(), self.message)?;
+        for (name, value) in &self.fields {
+            write!(f, " {name}={value}")?;
+        }
+        Ok(())
+    }
+}
