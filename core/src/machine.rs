@@ -29,10 +29,10 @@ pub enum InFlight {
     IdentityBiscuit,
     /// The process's identity registration.
     IdentityRegister,
-    /// The biscuit of a thread's task registration.
-    TaskBiscuit(ThreadId),
-    /// A thread's task registration.
-    TaskRegister(ThreadId),
+    /// The biscuit of a thread's task registration, for the ensure numbered `ensure`.
+    TaskBiscuit { thread: ThreadId, ensure: u64 },
+    /// A thread's task registration, for the ensure numbered `ensure`.
+    TaskRegister { thread: ThreadId, ensure: u64 },
     /// A turn's model request.
     Model(ThreadId, TurnId),
 }
@@ -64,6 +64,7 @@ pub struct Lifecycle {
     threads: BTreeMap<ThreadId, Thread>,
     pending: BTreeMap<RequestId, Pending>,
     next_request: u64,
+    next_ensure: u64,
     out: VecDeque<Command>,
 }
 
@@ -96,6 +97,8 @@ struct Thread {
 
 #[derive(Debug)]
 struct EnsureOp {
+    /// Numbers the process's ensures, so a driver can count registrations per ensure.
+    seq: u64,
     waiters: Vec<Waiter>,
     /// New tasks discarded because the identity changed in flight (rule 9).
     discards: u8,
@@ -148,6 +151,7 @@ impl Lifecycle {
             threads: BTreeMap::new(),
             pending: BTreeMap::new(),
             next_request: 1,
+            next_ensure: 1,
             out: VecDeque::new(),
         };
         machine.identity = stored.and_then(|s| machine.load_identity(s));
@@ -205,13 +209,17 @@ impl Lifecycle {
                 let what = match p {
                     Pending::IdentityBiscuit => InFlight::IdentityBiscuit,
                     Pending::IdentityRegister => InFlight::IdentityRegister,
-                    Pending::TaskBiscuit(t) => InFlight::TaskBiscuit(t.clone()),
-                    Pending::TaskRegister(t) => InFlight::TaskRegister(t.clone()),
+                    Pending::TaskBiscuit(t) => InFlight::TaskBiscuit { thread: t.clone(), ensure: self.ensure_seq(t) },
+                    Pending::TaskRegister(t) => InFlight::TaskRegister { thread: t.clone(), ensure: self.ensure_seq(t) },
                     Pending::Model { thread, turn, .. } => InFlight::Model(thread.clone(), *turn),
                 };
                 (*id, what)
             })
             .collect()
+    }
+
+    fn ensure_seq(&self, thread: &ThreadId) -> u64 {
+        self.threads.get(thread).and_then(|t| t.ensure.as_ref()).map_or(0, |op| op.seq)
     }
 
     /// The next command for the driver, in order. Drain it after every input.
@@ -411,7 +419,10 @@ impl Lifecycle {
             self.resolve_waiter(now, thread, waiter, Ok(None));
             return;
         }
+        let seq = self.next_ensure;
+        self.next_ensure += 1;
         self.thread_mut(thread).ensure = Some(EnsureOp {
+            seq,
             waiters: vec![waiter],
             discards: 0,
             reacquired: false,

@@ -1,1 +1,24 @@
+//! agentsim's simulator: runs the lifecycle of `agentsim-core` against a stateful backend model,
+//! over real HTTP or in-process, in virtual time, with every random choice drawn from one seed.
+//!
+//! - [`scenario`]: the scenario file format.
+//! - [`engine`]: the loop (virtual clock, event queue, process crashes and restarts).
+//! - [`backend`] and [`transport`]: the backend model and the two ways to reach it.
+//! - [`fault`]: the fault plan.
+//! - [`check`] and [`reference`]: the invariants of spec section 5 and the reference resume rules.
+//! - [`report`]: a run's artifacts, expectations and snapshot text.
 
+pub mod backend;
+pub mod catalog;
+pub mod check;
+pub mod engine;
+pub mod fault;
+pub mod reference;
+pub mod report;
+pub mod scenario;
+pub mod seed;
+pub mod store;
+pub mod transport;
+
+pub use engine::{run, RunError, RunOptions, StoreKind, TransportKind};
+pub use report::RunReport;

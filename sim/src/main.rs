@@ -1,1 +1,229 @@
-fn main() {}
+//! `sim`: replay scenarios, list them, fuzz the lifecycle, measure the harness.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use sim::scenario::{self, Scenario};
+use sim::{RunOptions, RunReport, StoreKind, TransportKind};
+
+/// agentsim: a deterministic simulator for the agent identity and per-thread agent task lifecycle.
+#[derive(Debug, Parser)]
+#[command(name = "sim", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Replay one scenario and print its timeline (exit 1 when an expectation or invariant fails).
+    Scenario(ScenarioArgs),
+    /// List the scenarios with their descriptions.
+    List {
+        /// The scenarios folder.
+        #[arg(long, default_value_os_t = default_scenarios_dir())]
+        scenarios: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ScenarioArgs {
+    /// A scenario name from the scenarios folder, or a path to a `.scn` file.
+    name: String,
+    /// Master seed (overrides the scenario's `seed:`).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// How backend calls travel.
+    #[arg(long, value_enum, default_value_t = Transport::Http)]
+    transport: Transport,
+    /// Where rollouts are kept during the run.
+    #[arg(long, value_enum, default_value_t = Store::Memory)]
+    store: Store,
+    /// Write every artifact (rollouts, events, requests, logs, timeline, snapshot) under DIR.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// The scenarios folder (for names).
+    #[arg(long, default_value_os_t = default_scenarios_dir())]
+    scenarios: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Transport {
+    /// Real HTTP to a wiremock server on loopback.
+    Http,
+    /// In-process calls into the same backend model.
+    Memory,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Store {
+    /// Rollouts in memory.
+    Memory,
+    /// Rollouts as real files in a temporary directory.
+    Files,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Format {
+    /// A readable timeline.
+    Text,
+    /// One JSON document with every artifact.
+    Json,
+}
+
+fn default_scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("scenarios")
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Scenario(args) => run_scenario(&args),
+        Cmd::List { scenarios } => list(&scenarios),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn list(dir: &Path) -> anyhow::Result<ExitCode> {
+    let files = sim::catalog::files_in(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let width = files.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let mut broken = 0;
+    for (name, path) in files {
+        match scenario::load(&path) {
+            Ok(s) => println!("{name:<width$}  {}", s.description),
+            Err(e) => {
+                broken += 1;
+                println!("{name:<width$}  (does not parse: {e})");
+            }
+        }
+    }
+    Ok(if broken > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+fn resolve(args: &ScenarioArgs) -> anyhow::Result<Scenario> {
+    let as_path = Path::new(&args.name);
+    if args.name.ends_with(".scn") || args.name.contains('/') {
+        return Ok(scenario::load(as_path)?);
+    }
+    let path = args.scenarios.join(format!("{}.scn", args.name));
+    if path.exists() {
+        return Ok(scenario::load(&path)?);
+    }
+    let names: Vec<String> = sim::catalog::files_in(&args.scenarios).unwrap_or_default().into_iter().map(|(n, _)| n).collect();
+    let close = sim::catalog::close_matches(&args.name, &names);
+    let hint = if close.is_empty() { "run `sim list` to see them all".to_owned() } else { format!("did you mean: {}?", close.join(", ")) };
+    anyhow::bail!("no scenario named {:?} in {}: {hint}", args.name, args.scenarios.display())
+}
+
+fn run_scenario(args: &ScenarioArgs) -> anyhow::Result<ExitCode> {
+    let scenario = resolve(args)?;
+    let seed = args.seed.or(scenario.config.seed).unwrap_or(sim::engine::DEFAULT_SEED);
+    let transport = match args.transport {
+        Transport::Http => TransportKind::Http,
+        Transport::Memory => TransportKind::Memory,
+    };
+    // The seed and the replay command come first, so a killed run still shows them.
+    if args.format == Format::Text {
+        println!("scenario: {} ({})", scenario.name, scenario.description);
+        println!("seed: {seed}  transport: {}", transport.name());
+        println!("replay: cargo run -p sim -- scenario {} --seed {seed} --transport {}", replay_name(args, &scenario), transport.name());
+        println!();
+    }
+    let options = RunOptions {
+        seed: Some(seed),
+        transport,
+        store: match args.store {
+            Store::Memory => StoreKind::Memory,
+            Store::Files => StoreKind::Files,
+        },
+        ..RunOptions::default()
+    };
+    let report = sim::run(&scenario, &options)?;
+    if let Some(dir) = &args.out {
+        write_artifacts(dir, &report).with_context(|| format!("cannot write artifacts to {}", dir.display()))?;
+    }
+    match args.format {
+        Format::Text => print_text(&report),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report_json(&report))?),
+    }
+    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn replay_name(args: &ScenarioArgs, scenario: &Scenario) -> String {
+    if args.name.ends_with(".scn") || args.name.contains('/') {
+        scenario.path.display().to_string()
+    } else {
+        scenario.name.clone()
+    }
+}
+
+fn print_text(report: &RunReport) {
+    println!("--- timeline");
+    for line in &report.tally.timeline {
+        println!("{line}");
+    }
+    println!();
+    println!("--- summary");
+    let requests: Vec<String> = report.tally.request_counts.iter().map(|(e, n)| format!("{e}={n}")).collect();
+    println!("requests: {}", if requests.is_empty() { "none".into() } else { requests.join(" ") });
+    println!("events: {}  log lines: {}  virtual time: {}", report.tally.events.len(), report.tally.logs.len(), sim::report::clock(agentsim_core::Timestamp(report.virtual_ms), agentsim_core::Timestamp(0)));
+    for (thread, task) in &report.cached {
+        println!("thread {thread}: cached task {}", sim::report::task_text(task.as_ref()));
+    }
+    let marks: Vec<String> = report.tally.marks.keys().map(|m| m.to_string()).collect();
+    println!("marks hit: {}", marks.join(" "));
+    if let Some(v) = &report.violation {
+        println!("invariant {} violated at step {}: {}", v.invariant, v.step, v.message);
+    }
+    for failure in &report.failed_expectations {
+        println!("expectation failed: {failure}");
+    }
+    println!("verdict: {}", report.verdict());
+}
+
+fn report_json(report: &RunReport) -> serde_json::Value {
+    serde_json::json!({
+        "scenario": report.scenario,
+        "description": report.description,
+        "seed": report.seed,
+        "transport": report.transport.name(),
+        "passed": report.passed(),
+        "verdict": report.verdict(),
+        "violation": report.violation.as_ref().map(|v| serde_json::json!({"invariant": v.invariant, "step": v.step, "message": v.message})),
+        "failed_expectations": report.failed_expectations,
+        "timeline": report.tally.timeline,
+        "events": report.tally.events,
+        "requests": report.tally.requests,
+        "logs": report.tally.logs,
+        "rollouts": report.rollouts.iter().map(|(t, b)| (t.clone(), sim::report::render_rollout(b))).collect::<std::collections::BTreeMap<_, _>>(),
+        "marks": report.tally.marks,
+        "virtual_ms": report.virtual_ms,
+    })
+}
+
+fn write_artifacts(dir: &Path, report: &RunReport) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join("rollouts"))?;
+    let lines = |v: &[String]| v.iter().map(|l| format!("{l}\n")).collect::<String>();
+    std::fs::write(dir.join("timeline.txt"), lines(&report.tally.timeline))?;
+    std::fs::write(dir.join("events.txt"), lines(&report.tally.events))?;
+    std::fs::write(dir.join("requests.txt"), lines(&report.tally.requests))?;
+    std::fs::write(dir.join("logs.txt"), lines(&report.tally.logs))?;
+    std::fs::write(dir.join("snapshot.txt"), report.snapshot())?;
+    std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&report_json(report))?)?;
+    for (thread, bytes) in &report.rollouts {
+        std::fs::write(dir.join("rollouts").join(format!("{thread}.jsonl")), bytes)?;
+    }
+    Ok(())
+}

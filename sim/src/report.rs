@@ -1,0 +1,356 @@
+//! What a run produced: the timeline, events, requests, log lines, rollouts and coverage marks;
+//! the expectations evaluated against them; and the snapshot text the regression gate compares.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use agentsim_core::wire::HttpRequest;
+use agentsim_core::{AgentTask, Auth, Event, LogLine, RolloutItem, ThreadId, Timestamp};
+
+use crate::backend::BackendStats;
+use crate::check::{Checker, Violation};
+use crate::engine::TransportKind;
+use crate::fault::Endpoint;
+use crate::reference;
+use crate::scenario::{Expect, LastStateExpect, Scenario, TaskExpect};
+
+/// `+HH:MM:SS.mmm` since the run started.
+pub fn clock(now: Timestamp, start: Timestamp) -> String {
+    let ms = now.since(start);
+    format!("+{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+}
+
+/// `agent-…/task-…` or `none`.
+pub fn task_text(task: Option<&AgentTask>) -> String {
+    task.map_or("none".into(), |t| format!("{}/{}", t.agent_runtime_id, t.task_id))
+}
+
+/// The auth, without its token.
+pub fn auth_text(auth: &Auth) -> String {
+    auth.describe()
+}
+
+/// The interesting, non-secret part of a request.
+pub fn request_summary(request: &HttpRequest) -> String {
+    match request.header("Authorization") {
+        Some(value) if value.starts_with("AgentAssertion ") => match agentsim_core::wire::parse_assertion_header(value) {
+            Ok(a) => format!(" assertion={}/{}", a.agent_runtime_id, a.task_id),
+            Err(_) => " assertion=<unreadable>".into(),
+        },
+        _ if request.path() == agentsim_core::wire::MODEL_PATH => " no assertion".into(),
+        _ => String::new(),
+    }
+}
+
+/// The interesting, non-secret part of a response.
+pub fn response_summary(endpoint: Option<Endpoint>, response: &agentsim_core::wire::HttpResponse) -> String {
+    if !response.is_success() {
+        let body = response.body_text();
+        let cut: String = body.chars().take(80).collect();
+        return format!(" {cut}");
+    }
+    let json: Option<serde_json::Value> = serde_json::from_slice(&response.body).ok();
+    let field = |name: &str| json.as_ref().and_then(|v| v.get(name)).and_then(|v| v.as_str()).map(str::to_owned);
+    match endpoint {
+        Some(Endpoint::IdentityRegister) => field("agent_runtime_id").map(|r| format!(" runtime={r}")).unwrap_or_else(|| format!(" body of {} bytes", response.body.len())),
+        Some(Endpoint::TaskRegister) => match field("encrypted_task_id") {
+            Some(b) => format!(" sealed task id ({} base64 chars)", b.len()),
+            None => format!(" body of {} bytes", response.body.len()),
+        },
+        Some(Endpoint::Biscuit) => match response.header(agentsim_core::wire::BISCUIT_RESPONSE_HEADER) {
+            Some(_) => " biscuit minted".into(),
+            None => " no biscuit header".into(),
+        },
+        _ => String::new(),
+    }
+}
+
+/// The run's records, in loop order.
+#[derive(Debug, Default)]
+pub struct Tally {
+    timeline_on: bool,
+    /// The human timeline.
+    pub timeline: Vec<String>,
+    /// Client-visible events, rendered.
+    pub events: Vec<String>,
+    /// Client-visible events.
+    pub event_values: Vec<Event>,
+    /// The backend request log.
+    pub requests: Vec<String>,
+    /// Requests sent, per endpoint.
+    pub request_counts: BTreeMap<Endpoint, u64>,
+    /// Log lines, rendered.
+    pub logs: Vec<String>,
+    /// Coverage marks hit, with counts.
+    pub marks: BTreeMap<&'static str, u64>,
+}
+
+impl Tally {
+    /// A tally; `timeline` says whether to record the human timeline.
+    pub fn new(timeline: bool) -> Tally {
+        Tally { timeline_on: timeline, ..Tally::default() }
+    }
+
+    /// A timeline line.
+    pub fn note(&mut self, now: Timestamp, start: Timestamp, who: &str, what: &str) {
+        if self.timeline_on {
+            self.timeline.push(format!("{} {who:<3} {what}", clock(now, start)));
+        }
+    }
+
+    /// A request was sent.
+    pub fn request(&mut self, now: Timestamp, start: Timestamp, who: &str, endpoint: Option<Endpoint>, line: String) {
+        if let Some(e) = endpoint {
+            *self.request_counts.entry(e).or_insert(0) += 1;
+        }
+        if self.timeline_on {
+            let short = line.split_once(' ').map_or(line.as_str(), |(_, rest)| rest);
+            let short = short.split_once(' ').map_or(short, |(_, rest)| rest);
+            self.note(now, start, who, &format!("→ {short}"));
+        }
+        self.requests.push(line);
+    }
+
+    /// A rollout line was appended.
+    pub fn append(&mut self, now: Timestamp, start: Timestamp, thread: &ThreadId, item: &RolloutItem) {
+        if self.timeline_on {
+            let what = match item {
+                RolloutItem::SessionState(task) => format!("append session_state {}", task.as_ref().map_or("null".into(), |t| task_text(Some(t)))),
+                other => format!("append {}", other.type_name()),
+            };
+            self.note(now, start, &thread.0, &what);
+        }
+    }
+
+    /// An event was emitted.
+    pub fn event(&mut self, now: Timestamp, start: Timestamp, event: &Event) {
+        let text = format!("{} {event}", clock(now, start));
+        if self.timeline_on {
+            self.note(now, start, &event.thread.0, &format!("event {}", event.to_string().split_once(' ').map_or("", |(_, r)| r)));
+        }
+        self.events.push(text);
+        self.event_values.push(event.clone());
+    }
+
+    /// A log line was written.
+    pub fn log(&mut self, now: Timestamp, start: Timestamp, line: &LogLine) {
+        let text = format!("{} {line}", clock(now, start));
+        if self.timeline_on && line.level <= agentsim_core::Level::Warn {
+            self.note(now, start, "-", &format!("log {line}"));
+        }
+        self.logs.push(text);
+    }
+
+    /// A coverage mark was hit.
+    pub fn mark(&mut self, name: &'static str) {
+        *self.marks.entry(name).or_insert(0) += 1;
+    }
+}
+
+/// Everything a run produced, and its verdict.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Its description.
+    pub description: String,
+    /// The master seed used.
+    pub seed: u64,
+    /// The transport used (not part of the snapshot: both must give the same one).
+    pub transport: TransportKind,
+    /// The records.
+    pub tally: Tally,
+    /// Each thread's rollout bytes.
+    pub rollouts: BTreeMap<String, Vec<u8>>,
+    /// Each live thread's cached task at the end.
+    pub cached: BTreeMap<String, Option<AgentTask>>,
+    /// The first invariant violation.
+    pub violation: Option<Violation>,
+    /// Expectations that did not hold, as `line: text (actual …)`.
+    pub failed_expectations: Vec<String>,
+    /// Whether the scenario is a canary (`expect fail`).
+    pub expects_failure: bool,
+    /// Backend counters.
+    pub backend: BackendStats,
+    /// Virtual time the run covered.
+    pub virtual_ms: u64,
+}
+
+impl RunReport {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn build(
+        scenario: &Scenario,
+        seed: u64,
+        transport: TransportKind,
+        tally: Tally,
+        mut checker: Checker,
+        rollouts: BTreeMap<String, Vec<u8>>,
+        cached: BTreeMap<String, Option<AgentTask>>,
+        current_runtime: Option<String>,
+        backend: BackendStats,
+        virtual_ms: u64,
+    ) -> RunReport {
+        let texts = tally
+            .timeline
+            .iter()
+            .chain(&tally.events)
+            .chain(&tally.requests)
+            .chain(&tally.logs)
+            .map(|s| s.as_bytes())
+            .chain(rollouts.values().map(Vec::as_slice));
+        checker.check_secrets(texts);
+        let mut report = RunReport {
+            scenario: scenario.name.clone(),
+            description: scenario.description.clone(),
+            seed,
+            transport,
+            tally,
+            rollouts,
+            cached,
+            violation: checker.violation.take(),
+            failed_expectations: Vec::new(),
+            expects_failure: false,
+            backend,
+            virtual_ms,
+        };
+        for expect in &scenario.expects {
+            if let Some(actual) = report.evaluate(&expect.value, current_runtime.as_deref()) {
+                report.failed_expectations.push(format!("line {}: {} ({actual})", expect.line, expect.value));
+            }
+        }
+        report
+    }
+
+    /// Whether the run did what the scenario says: no violation, and every expectation held
+    /// (for a canary: some expectation failed).
+    pub fn passed(&self) -> bool {
+        if self.violation.is_some() {
+            return false;
+        }
+        self.expects_failure != self.failed_expectations.is_empty()
+    }
+
+    /// Returns `None` when the expectation holds, else what was found instead.
+    fn evaluate(&mut self, expect: &Expect, current: Option<&str>) -> Option<String> {
+        let check = |ok: bool, actual: String| if ok { None } else { Some(actual) };
+        match expect {
+            Expect::Requests { endpoint, cmp, count } => {
+                let actual = self.tally.request_counts.get(endpoint).copied().unwrap_or(0);
+                check(cmp.holds(actual, *count), format!("actual {actual}"))
+            }
+            Expect::Events { thread, kind, cmp, count } => {
+                let actual = self
+                    .tally
+                    .event_values
+                    .iter()
+                    .filter(|e| thread.as_ref().is_none_or(|t| e.thread.0 == *t) && e.kind.name() == kind)
+                    .count() as u64;
+                check(cmp.holds(actual, *count), format!("actual {actual}"))
+            }
+            Expect::EventText { thread, contains } => {
+                let found = self.tally.event_values.iter().any(|e| e.thread.0 == *thread && e.kind.message().is_some_and(|m| m.contains(contains.as_str())));
+                check(found, "no such event".into())
+            }
+            Expect::Task { thread, state } => {
+                let task = self.cached.get(thread).cloned().flatten();
+                let is_current = task.as_ref().is_some_and(|t| Some(t.agent_runtime_id.as_str()) == current);
+                let actual = format!("cached {}", task_text(task.as_ref()));
+                match state {
+                    TaskExpect::Current => check(is_current, actual),
+                    TaskExpect::None => check(task.is_none(), actual),
+                }
+            }
+            Expect::LastState { thread, state } => {
+                let bytes = self.rollouts.get(thread).map(Vec::as_slice).unwrap_or_default();
+                let last = reference::last_session_state(bytes);
+                let actual = match &last {
+                    None => "absent".to_owned(),
+                    Some(None) => "null".to_owned(),
+                    Some(Some(t)) => format!("task {}", task_text(Some(t))),
+                };
+                let ok = match state {
+                    LastStateExpect::Task => matches!(last, Some(Some(_))),
+                    LastStateExpect::Null => matches!(last, Some(None)),
+                    LastStateExpect::Absent => last.is_none(),
+                };
+                check(ok, format!("actual {actual}"))
+            }
+            Expect::SessionStateLines { thread, cmp, count } => {
+                let bytes = self.rollouts.get(thread).map(Vec::as_slice).unwrap_or_default();
+                let actual = reference::session_state_lines(bytes) as u64;
+                check(cmp.holds(actual, *count), format!("actual {actual}"))
+            }
+            Expect::Mark { name } => {
+                let hits = self.tally.marks.get(name.as_str()).copied().unwrap_or(0);
+                check(hits > 0, "never hit".into())
+            }
+            Expect::Log { contains } => check(self.tally.logs.iter().any(|l| l.contains(contains.as_str())), "no such log line".into()),
+            Expect::NoLog { contains } => {
+                let found = self.tally.logs.iter().find(|l| l.contains(contains.as_str()));
+                check(found.is_none(), format!("found {:?}", found.cloned().unwrap_or_default()))
+            }
+            Expect::Fail => {
+                self.expects_failure = true;
+                None
+            }
+        }
+    }
+
+    /// One line: the verdict.
+    pub fn verdict(&self) -> String {
+        match (&self.violation, self.passed()) {
+            (Some(v), _) => format!("FAIL: invariant {} broken at step {}: {} (seed {})", v.invariant, v.step, v.message, self.seed),
+            (None, true) if self.expects_failure => format!("ok (canary: failed as expected, {} expectation(s) false)", self.failed_expectations.len()),
+            (None, true) => "ok".into(),
+            (None, false) if self.expects_failure => "FAIL: canary scenario passed every expectation; it must fail".into(),
+            (None, false) => format!("FAIL: {} expectation(s) failed", self.failed_expectations.len()),
+        }
+    }
+
+    /// The snapshot: everything deterministic the run produced, one line per item.
+    pub fn snapshot(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "scenario: {}\ndescription: {}\nseed: {}\nverdict: {}", self.scenario, self.description, self.seed, self.verdict());
+        for failure in &self.failed_expectations {
+            let _ = writeln!(out, "  expectation: {failure}");
+        }
+        section(&mut out, "timeline", &self.tally.timeline);
+        section(&mut out, "events", &self.tally.events);
+        section(&mut out, "requests", &self.tally.requests);
+        for (thread, bytes) in &self.rollouts {
+            let lines: Vec<String> = render_rollout(bytes);
+            section(&mut out, &format!("rollout {thread}"), &lines);
+        }
+        section(&mut out, "logs", &self.tally.logs);
+        let marks: Vec<String> = self.tally.marks.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+        section(&mut out, "marks", &marks);
+        out
+    }
+}
+
+/// Rollout lines as text; a line that is not UTF-8 or has no newline says so.
+pub fn render_rollout(bytes: &[u8]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let complete = bytes.last() == Some(&b'\n');
+    let mut parts: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    if complete || bytes.is_empty() {
+        parts.pop();
+    }
+    let n = parts.len();
+    for (i, part) in parts.into_iter().enumerate() {
+        let text = String::from_utf8_lossy(part);
+        if i + 1 == n && !complete {
+            lines.push(format!("{text}  <-- torn: no newline"));
+        } else {
+            lines.push(text.into_owned());
+        }
+    }
+    lines
+}
+
+fn section(out: &mut String, title: &str, lines: &[String]) {
+    let _ = writeln!(out, "\n--- {title} ({})", lines.len());
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+}

@@ -1,0 +1,624 @@
+//! Two transports over the same [`Backend`] model: a direct call ([`MemoryTransport`]) and a real
+//! HTTP round trip over loopback to a `wiremock` server ([`HttpTransport`]).
+//!
+//! Both give byte-identical [`HttpResponse`] values for the same request sequence:
+//! - a [`FaultKind::Reset`] is applied here, before the model, in both: the model never sees the
+//!   request and the caller gets [`TransportError::Reset`];
+//! - every other fault is handed to [`Backend::handle`], which produces it as a real response;
+//! - responses pass through [`normalize_response`]: only the headers the model sets
+//!   (`content-type`, `x-openai-authorization`) are kept, so hyper's `date` and
+//!   `content-length` never reach a run's artifacts.
+//!
+//! The model only looks at a request's path, never its authority, so the memory transport's fake
+//! base ([`MEMORY_BASE_URL`]) and the HTTP transport's real one ([`HttpTransport::base_url`])
+//! behave the same.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use agentsim_core::wire::{HttpRequest, HttpResponse, Method, BISCUIT_RESPONSE_HEADER};
+use reqwest::header::{HeaderName, HeaderValue};
+
+use crate::backend::Backend;
+use crate::fault::FaultKind;
+
+/// The backend model shared by the simulator and a transport (and, for HTTP, the server thread).
+pub type SharedBackend = Arc<Mutex<Backend>>;
+
+/// The base URL the simulator configures the core with when it uses [`MemoryTransport`]. It never
+/// resolves: nothing is sent over a network.
+pub const MEMORY_BASE_URL: &str = "http://backend.invalid";
+
+/// The response headers a transport keeps, sorted: the only ones the model sets.
+pub const KEPT_RESPONSE_HEADERS: [&str; 2] = ["content-type", BISCUIT_RESPONSE_HEADER];
+
+/// Why an exchange produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The fault plan reset the connection: the backend never saw the request.
+    #[error("connection reset")]
+    Reset,
+    /// The real HTTP round trip failed: the request could not be built or sent, or the loopback
+    /// server did not answer (the backend model panicked, or the safety timeout fired).
+    #[error("http transport failed: {0}")]
+    Io(String),
+}
+
+/// One request, one response, with the fault the simulator decided for this call.
+pub trait Transport {
+    /// Sends `request` and waits for the model's response (a timeout fault still returns the
+    /// response: the caller drops it in virtual time).
+    fn exchange(
+        &mut self,
+        request: &HttpRequest,
+        fault: Option<&FaultKind>,
+    ) -> Result<HttpResponse, TransportError>;
+
+    /// `"memory"` or `"http"`.
+    fn name(&self) -> &'static str;
+}
+
+/// Keeps only [`KEPT_RESPONSE_HEADERS`], with lower-case names, sorted by name (values of one name
+/// keep their order). Both transports pass every response through it.
+pub fn normalize_response(response: HttpResponse) -> HttpResponse {
+    let mut headers: Vec<(String, Vec<u8>)> = response
+        .headers
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .filter(|(name, _)| KEPT_RESPONSE_HEADERS.contains(&name.as_str()))
+        .collect();
+    // A stable sort, so several values of one header keep their order.
+    headers.sort_by(|a, b| a.0.cmp(&b.0));
+    HttpResponse { headers, ..response }
+}
+
+/// Calls the model directly, in the caller's thread.
+#[derive(Debug)]
+pub struct MemoryTransport {
+    backend: SharedBackend,
+}
+
+impl MemoryTransport {
+    /// A transport over `backend`.
+    pub fn new(backend: SharedBackend) -> MemoryTransport {
+        MemoryTransport { backend }
+    }
+
+    /// [`MEMORY_BASE_URL`], for symmetry with [`HttpTransport::base_url`].
+    pub fn base_url(&self) -> String {
+        MEMORY_BASE_URL.to_owned()
+    }
+}
+
+impl Transport for MemoryTransport {
+    fn exchange(
+        &mut self,
+        request: &HttpRequest,
+        fault: Option<&FaultKind>,
+    ) -> Result<HttpResponse, TransportError> {
+        if matches!(fault, Some(FaultKind::Reset)) {
+            return Err(TransportError::Reset);
+        }
+        let response =
+            self.backend.lock().expect("the backend model panicked earlier").handle(request, fault);
+        Ok(normalize_response(response))
+    }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+}
+
+/// Sends real HTTP over loopback to a `wiremock` server whose one catch-all mock calls the model.
+///
+/// The transport owns a current-thread tokio runtime for its client; the server runs on
+/// wiremock's own thread. [`Transport::exchange`] blocks until the response is read, so the model
+/// sees requests in exactly the caller's order. The fault for a request travels to the server side
+/// through a slot the transport fills just before sending.
+pub struct HttpTransport {
+    // Fields drop in order: the client and the server go while the runtime still runs.
+    client: reqwest::Client,
+    server: wiremock::MockServer,
+    runtime: tokio::runtime::Runtime,
+    backend: SharedBackend,
+    fault_slot: FaultSlot,
+    /// Requests answered by the currently mounted mock (see [`MOCK_REMOUNT_REQUESTS`]).
+    mounted_requests: u32,
+}
+
+/// wiremock's mock keeps a copy of every request it matched, even with request recording off. The
+/// transport resets the server and mounts a fresh mock after this many requests, so a long run
+/// stays in bounded memory. (wiremock counts resets in a `u16`: this allows 2^16 * 4096 requests
+/// per transport.)
+pub const MOCK_REMOUNT_REQUESTS: u32 = 4096;
+
+/// A real-time bound on one loopback round trip. It is not the simulated 15 s request timeout
+/// (that is virtual); it only turns a hung server into an error instead of a hung run.
+const LOOPBACK_SAFETY_TIMEOUT: Duration = Duration::from_secs(120);
+
+type FaultSlot = Arc<Mutex<Option<FaultKind>>>;
+
+impl std::fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTransport").field("base_url", &self.base_url()).finish_non_exhaustive()
+    }
+}
+
+impl HttpTransport {
+    /// Starts the loopback server (request recording off) and the keep-alive client. Call it, and
+    /// [`Transport::exchange`], from synchronous code: they block on the transport's own runtime.
+    pub fn start(backend: SharedBackend) -> anyhow::Result<HttpTransport> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let server =
+            runtime.block_on(wiremock::MockServer::builder().disable_request_recording().start());
+        let client =
+            reqwest::Client::builder().no_proxy().timeout(LOOPBACK_SAFETY_TIMEOUT).build()?;
+        let transport = HttpTransport {
+            runtime,
+            server,
+            client,
+            backend,
+            fault_slot: Arc::default(),
+            mounted_requests: 0,
+        };
+        transport.runtime.block_on(transport.mount());
+        Ok(transport)
+    }
+
+    /// `http://127.0.0.1:<port>`: configure the core with this base so X-Original-Url names the
+    /// real server.
+    pub fn base_url(&self) -> String {
+        self.server.uri()
+    }
+
+    async fn mount(&self) {
+        let responder =
+            BackendResponder { backend: self.backend.clone(), fault_slot: self.fault_slot.clone() };
+        wiremock::Mock::given(wiremock::matchers::any())
+            .respond_with(responder)
+            .mount(&self.server)
+            .await;
+    }
+
+    /// Drops the mock's copies of matched requests every [`MOCK_REMOUNT_REQUESTS`] requests.
+    fn remount_when_due(&mut self) {
+        if self.mounted_requests < MOCK_REMOUNT_REQUESTS {
+            return;
+        }
+        self.runtime.block_on(async {
+            self.server.reset().await;
+            self.mount().await;
+        });
+        self.mounted_requests = 0;
+    }
+
+    /// The request's path and query on this transport's server.
+    fn target_url(&self, request: &HttpRequest) -> String {
+        format!("{}{}", self.server.uri(), request.path())
+    }
+}
+
+impl Transport for HttpTransport {
+    fn exchange(
+        &mut self,
+        request: &HttpRequest,
+        fault: Option<&FaultKind>,
+    ) -> Result<HttpResponse, TransportError> {
+        if matches!(fault, Some(FaultKind::Reset)) {
+            return Err(TransportError::Reset);
+        }
+        self.remount_when_due();
+        self.mounted_requests += 1;
+        let url = self.target_url(request);
+        *lock(&self.fault_slot) = fault.cloned();
+        let result = self.runtime.block_on(send(&self.client, &url, request));
+        // The server took the fault if it answered; clear it in case it did not.
+        lock(&self.fault_slot).take();
+        let result = result.map_err(|e| {
+            if self.backend.is_poisoned() {
+                TransportError::Io(format!("{e} (the backend model panicked)"))
+            } else {
+                e
+            }
+        });
+        result.map(normalize_response)
+    }
+
+    fn name(&self) -> &'static str {
+        "http"
+    }
+}
+
+/// One real round trip with reqwest. Header values and the body come back as raw bytes.
+async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    request: &HttpRequest,
+) -> Result<HttpResponse, TransportError> {
+    let io = |what: &str, e: &dyn std::error::Error| {
+        TransportError::Io(format!("{what} {url}: {}", error_chain(e)))
+    };
+    let method = match request.method {
+        Method::Get => reqwest::Method::GET,
+        Method::Post => reqwest::Method::POST,
+    };
+    let mut builder = client.request(method, url);
+    for (name, value) in &request.headers {
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|e| io("bad header name for", &e))?;
+        let value = HeaderValue::from_str(value).map_err(|e| io("bad header value for", &e))?;
+        builder = builder.header(name, value);
+    }
+    if let Some(body) = &request.body {
+        builder = builder.body(body.clone());
+    }
+    let response = builder.send().await.map_err(|e| io("sending", &e))?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    let body = response.bytes().await.map_err(|e| io("reading the body of", &e))?.to_vec();
+    Ok(HttpResponse { status, headers, body })
+}
+
+/// An error and its sources, `: `-separated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Locks the fault slot. It only ever holds a plain value, so a poisoned lock (a panic elsewhere
+/// while it was held) leaves nothing half-written.
+fn lock(slot: &FaultSlot) -> std::sync::MutexGuard<'_, Option<FaultKind>> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The catch-all mock's responder: turns the wiremock request into the model's request, calls the
+/// model with the fault from the slot, and turns the answer into a response template.
+struct BackendResponder {
+    backend: SharedBackend,
+    fault_slot: FaultSlot,
+}
+
+impl wiremock::Respond for BackendResponder {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let fault = lock(&self.fault_slot).take();
+        let Some(request) = model_request(request) else {
+            return wiremock::ResponseTemplate::new(405);
+        };
+        let response = self
+            .backend
+            .lock()
+            .expect("the backend model panicked earlier")
+            .handle(&request, fault.as_ref());
+        response_template(response)
+    }
+}
+
+/// The model's view of a request that arrived over HTTP. `None` for a method the client never uses.
+fn model_request(request: &wiremock::Request) -> Option<HttpRequest> {
+    let method = match request.method.as_str() {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        _ => return None,
+    };
+    let headers = request
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned())
+        })
+        .collect();
+    let body =
+        (!request.body.is_empty()).then(|| String::from_utf8_lossy(&request.body).into_owned());
+    Some(HttpRequest { method, url: request.url.to_string(), headers, body })
+}
+
+fn response_template(response: HttpResponse) -> wiremock::ResponseTemplate {
+    let mut template = wiremock::ResponseTemplate::new(response.status);
+    for (name, value) in response.headers {
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).expect("the model sets valid header names");
+        // `from_bytes` accepts any visible byte, so a non-UTF-8 value goes out as it is.
+        let value = HeaderValue::from_bytes(&value).expect("the model sets valid header values");
+        template = template.append_header(name, value);
+    }
+    // `set_body_bytes` sets no content-type of its own: the model's header is the only one.
+    template.set_body_bytes(response.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{BackendConfig, HUGE_BODY_BYTES};
+    use agentsim_core::wire::{
+        request_id, task_register_path, Abom, IdentityKey, IdentityRegistrationRequest,
+        IdentityRegistrationResponse, TaskRegistrationRequest, TaskRegistrationResponse,
+        BISCUIT_PATH, BISCUIT_REQUEST_HEADER, IDENTITY_REGISTER_PATH, MODEL_PATH,
+    };
+
+    const TOKEN: &str = "tok-alice";
+
+    fn shared_backend() -> SharedBackend {
+        let mut backend = Backend::new([11; 32], BackendConfig { identity_ttl_ms: Some(60_000) });
+        backend.add_account("acct-alice", TOKEN);
+        Arc::new(Mutex::new(backend))
+    }
+
+    /// A client that speaks the protocol through one transport, the way the core would.
+    struct Client<T: Transport> {
+        transport: T,
+        base: String,
+        key: IdentityKey,
+        /// Every exchange's outcome, for comparing transports.
+        log: Vec<Result<HttpResponse, String>>,
+    }
+
+    impl<T: Transport> Client<T> {
+        fn new(transport: T, base: String) -> Self {
+            Client { transport, base, key: IdentityKey::from_seed([3; 32]), log: Vec::new() }
+        }
+
+        fn send(
+            &mut self,
+            request: HttpRequest,
+            fault: Option<&FaultKind>,
+        ) -> Option<HttpResponse> {
+            let result = self.transport.exchange(&request, fault).map_err(|e| e.to_string());
+            self.log.push(result.clone());
+            result.ok()
+        }
+
+        fn biscuit(&mut self, path: &str, fault: Option<&FaultKind>) -> Option<HttpResponse> {
+            let request = HttpRequest {
+                method: Method::Get,
+                url: format!("{}{BISCUIT_PATH}", self.base),
+                headers: vec![
+                    ("Authorization".into(), format!("Bearer {TOKEN}")),
+                    ("X-Request-Id".into(), request_id([2; 16])),
+                    ("X-Original-Method".into(), "POST".into()),
+                    ("X-Original-Url".into(), format!("{}{path}", self.base)),
+                ],
+                body: None,
+            };
+            self.send(request, fault)
+        }
+
+        fn registration(
+            &mut self,
+            path: &str,
+            body: String,
+            fault: Option<&FaultKind>,
+        ) -> Option<HttpResponse> {
+            let biscuit = self.biscuit(path, None).expect("biscuit");
+            let biscuit =
+                String::from_utf8(biscuit.header(BISCUIT_RESPONSE_HEADER).unwrap().to_vec())
+                    .unwrap();
+            let request = HttpRequest {
+                method: Method::Post,
+                url: format!("{}{path}", self.base),
+                headers: vec![
+                    (BISCUIT_REQUEST_HEADER.into(), biscuit),
+                    ("Content-Type".into(), "application/json".into()),
+                ],
+                body: Some(body),
+            };
+            self.send(request, fault)
+        }
+
+        fn register_identity(&mut self, fault: Option<&FaultKind>) -> Option<HttpResponse> {
+            let abom = Abom {
+                agent_version: "0.1".into(),
+                agent_harness_id: "agentsim".into(),
+                running_location: "sim".into(),
+            };
+            let body = IdentityRegistrationRequest {
+                abom,
+                agent_public_key: self.key.ssh_public_key(),
+                capabilities: vec![],
+            };
+            self.registration(IDENTITY_REGISTER_PATH, serde_json::to_string(&body).unwrap(), fault)
+        }
+
+        fn register_task(
+            &mut self,
+            runtime: &str,
+            fault: Option<&FaultKind>,
+        ) -> Option<HttpResponse> {
+            let timestamp = "2026-04-18T14:00:00Z".to_owned();
+            let signature = self.key.sign_base64(&format!("{runtime}:{timestamp}"));
+            let body =
+                serde_json::to_string(&TaskRegistrationRequest { signature, timestamp }).unwrap();
+            self.registration(&task_register_path(runtime), body, fault)
+        }
+
+        fn model(
+            &mut self,
+            assertion: Option<(&str, &str)>,
+            fault: Option<&FaultKind>,
+        ) -> Option<HttpResponse> {
+            let headers = assertion
+                .map(|(runtime, task)| {
+                    (
+                        "Authorization".into(),
+                        self.key.assertion_header(runtime, task, "2026-04-18T14:00:01Z"),
+                    )
+                })
+                .into_iter()
+                .collect();
+            let request = HttpRequest {
+                method: Method::Post,
+                url: format!("{}{MODEL_PATH}", self.base),
+                headers,
+                body: Some("{}".into()),
+            };
+            self.send(request, fault)
+        }
+
+        /// The whole protocol, then every fault on every endpoint.
+        fn run_scenario(&mut self) {
+            let identity = self.register_identity(None).unwrap();
+            let runtime = serde_json::from_slice::<IdentityRegistrationResponse>(&identity.body)
+                .unwrap()
+                .agent_runtime_id;
+            let task = self.register_task(&runtime, None).unwrap();
+            let sealed = serde_json::from_slice::<TaskRegistrationResponse>(&task.body)
+                .unwrap()
+                .encrypted_task_id;
+            let task_id = self.key.open_task_id(&sealed).unwrap();
+            assert_eq!(self.model(Some((&runtime, &task_id)), None).unwrap().status, 200);
+
+            let kinds = FaultKind::PLAIN_NAMES
+                .iter()
+                .map(|name| FaultKind::from_plain_name(name).unwrap())
+                .chain([FaultKind::Status { status: 503, body: None }]);
+            for kind in kinds {
+                self.biscuit(IDENTITY_REGISTER_PATH, Some(&kind));
+                self.register_identity(Some(&kind));
+                self.register_task(&runtime, Some(&kind));
+                self.model(Some((&runtime, &task_id)), Some(&kind));
+            }
+        }
+    }
+
+    #[test]
+    fn spec2_round_trip_over_real_http() {
+        let backend = shared_backend();
+        let transport = HttpTransport::start(backend.clone()).unwrap();
+        let base = transport.base_url();
+        assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+        let mut client = Client::new(transport, base);
+        let identity = client.register_identity(None).unwrap();
+        assert_eq!(
+            identity.headers,
+            vec![("content-type".to_owned(), b"application/json".to_vec())],
+            "no date, no content-length"
+        );
+        let runtime = serde_json::from_slice::<IdentityRegistrationResponse>(&identity.body)
+            .unwrap()
+            .agent_runtime_id;
+        let task = client.register_task(&runtime, None).unwrap();
+        let sealed = serde_json::from_slice::<TaskRegistrationResponse>(&task.body)
+            .unwrap()
+            .encrypted_task_id;
+        let task_id = client.key.open_task_id(&sealed).unwrap();
+        assert_eq!(backend.lock().unwrap().task_runtime(&task_id), Some(runtime.clone()));
+        let response = client.model(Some((&runtime, &task_id)), None).unwrap();
+        assert_eq!(response.body, br#"{"id":"resp_1","status":"completed"}"#);
+        assert!(
+            backend.lock().unwrap().violations().is_empty(),
+            "{:?}",
+            backend.lock().unwrap().violations()
+        );
+    }
+
+    #[test]
+    fn reset_never_reaches_the_backend_in_either_transport() {
+        let memory_backend = shared_backend();
+        let http_backend = shared_backend();
+        let mut memory =
+            Client::new(MemoryTransport::new(memory_backend.clone()), MEMORY_BASE_URL.into());
+        let http_transport = HttpTransport::start(http_backend.clone()).unwrap();
+        let base = http_transport.base_url();
+        let mut http = Client::new(http_transport, base);
+        for client_backend in [&memory_backend, &http_backend] {
+            assert_eq!(client_backend.lock().unwrap().stats().requests.len(), 0);
+        }
+        assert!(memory.biscuit(IDENTITY_REGISTER_PATH, Some(&FaultKind::Reset)).is_none());
+        assert!(http.biscuit(IDENTITY_REGISTER_PATH, Some(&FaultKind::Reset)).is_none());
+        assert_eq!(memory.log, vec![Err("connection reset".to_owned())]);
+        assert_eq!(http.log, memory.log);
+        for backend in [&memory_backend, &http_backend] {
+            assert_eq!(backend.lock().unwrap().stats(), Default::default());
+        }
+    }
+
+    #[test]
+    fn memory_and_http_transports_give_identical_responses() {
+        let memory_backend = shared_backend();
+        let mut memory =
+            Client::new(MemoryTransport::new(memory_backend.clone()), MEMORY_BASE_URL.into());
+        memory.run_scenario();
+
+        let http_backend = shared_backend();
+        let http_transport = HttpTransport::start(http_backend.clone()).unwrap();
+        let base = http_transport.base_url();
+        let mut http = Client::new(http_transport, base);
+        http.run_scenario();
+
+        assert_eq!(memory.log.len(), http.log.len());
+        for (i, (m, h)) in memory.log.iter().zip(&http.log).enumerate() {
+            assert!(m == h, "exchange {i} differs: memory {m:?} vs http {h:?}");
+        }
+        let huge = memory
+            .log
+            .iter()
+            .filter(|r| r.as_ref().is_ok_and(|r| r.body.len() == HUGE_BODY_BYTES))
+            .count();
+        assert_eq!(huge, 4, "one 10 MiB body per endpoint");
+        let non_utf8 = http
+            .log
+            .iter()
+            .flatten()
+            .filter(|r| r.header(BISCUIT_RESPONSE_HEADER) == Some(&[0xff, 0xfe][..]))
+            .count();
+        assert_eq!(non_utf8, 1, "the non-UTF-8 biscuit header survives HTTP");
+
+        let (memory_backend, http_backend) =
+            (memory_backend.lock().unwrap(), http_backend.lock().unwrap());
+        assert_eq!(memory_backend.violations(), http_backend.violations());
+        assert!(memory_backend.violations().is_empty(), "{:?}", memory_backend.violations());
+        assert_eq!(memory_backend.stats(), http_backend.stats());
+    }
+
+    #[test]
+    fn http_transport_remounts_its_mock_and_keeps_answering() {
+        let backend = shared_backend();
+        let mut transport = HttpTransport::start(backend.clone()).unwrap();
+        transport.mounted_requests = MOCK_REMOUNT_REQUESTS - 1;
+        let request = HttpRequest {
+            method: Method::Post,
+            url: format!("{MEMORY_BASE_URL}{MODEL_PATH}"),
+            headers: vec![],
+            body: None,
+        };
+        for n in 1..=3 {
+            let response = transport.exchange(&request, None).unwrap();
+            assert_eq!(
+                response.body,
+                format!(r#"{{"id":"resp_{n}","status":"completed"}}"#).into_bytes()
+            );
+        }
+        assert_eq!(transport.mounted_requests, 2);
+    }
+
+    #[test]
+    fn normalize_keeps_only_model_headers_sorted_and_lowercased() {
+        let response = HttpResponse {
+            status: 200,
+            headers: vec![
+                ("X-OpenAI-Authorization".into(), b"bsc".to_vec()),
+                ("date".into(), b"today".to_vec()),
+                ("Content-Type".into(), b"application/json".to_vec()),
+                ("content-length".into(), b"2".to_vec()),
+            ],
+            body: b"{}".to_vec(),
+        };
+        let normalized = normalize_response(response);
+        assert_eq!(
+            normalized.headers,
+            vec![
+                ("content-type".to_owned(), b"application/json".to_vec()),
+                ("x-openai-authorization".to_owned(), b"bsc".to_vec())
+            ]
+        );
+    }
+}
