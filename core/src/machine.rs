@@ -241,8 +241,14 @@ impl Lifecycle {
         self.add_thread(&thread);
         let scan = rollout::scan(rollout);
         if self.config.use_agent_identity {
-            self.restore(now, &thread, &scan);
-            self.session_start(now, &thread);
+            if cfg!(feature = "planted-bug-prewarm-before-restore") {
+                // Planted bug (off by default): prewarm runs before the restore, against rule 2.
+                self.session_start(now, &thread);
+                self.restore(now, &thread, &scan);
+            } else {
+                self.restore(now, &thread, &scan);
+                self.session_start(now, &thread);
+            }
         }
         scan
     }
@@ -373,7 +379,9 @@ impl Lifecycle {
             self.mark(marks::PERSISTED_NULL);
             return;
         };
-        if self.current_runtime(now) == Some(task.agent_runtime_id.as_str()) {
+        // Planted bug (off by default): restore without the runtime check, against rule 13.
+        let skip_check = cfg!(feature = "planted-bug-restore-without-runtime-check");
+        if skip_check || self.current_runtime(now) == Some(task.agent_runtime_id.as_str()) {
             self.mark(marks::PERSISTED_TASK_RESTORED);
             self.log(Level::Info, "restored persisted agent task", task_fields(thread, task));
             self.thread_mut(thread).cached = Some(task.clone());

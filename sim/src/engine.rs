@@ -91,10 +91,31 @@ pub const DEFAULT_SEED: u64 = 0;
 
 /// Runs a scenario to the end (or to the first invariant violation).
 pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunReport, RunError> {
+    validate(scenario)?;
     let seed = options.seed.or(scenario.config.seed).unwrap_or(DEFAULT_SEED);
     let mut sim = Sim::new(scenario, options, seed)?;
     sim.run_steps(scenario)?;
     Ok(sim.finish(scenario))
+}
+
+/// Checks what the parser cannot: names that refer to the core (coverage marks, event kinds).
+pub fn validate(scenario: &Scenario) -> Result<(), RunError> {
+    use crate::scenario::Expect;
+    let error = |line: usize, message: String| RunError::Step { file: scenario.path.display().to_string(), line, message };
+    for expect in &scenario.expects {
+        match &expect.value {
+            Expect::Mark { name } if !agentsim_core::marks::ALL.contains(&name.as_str()) => {
+                let close = crate::catalog::close_matches(name, &agentsim_core::marks::ALL.iter().map(|m| m.to_string()).collect::<Vec<_>>());
+                let hint = if close.is_empty() { format!("known marks: {}", agentsim_core::marks::ALL.join(", ")) } else { format!("did you mean {}?", close.join(", ")) };
+                return Err(error(expect.line, format!("unknown coverage mark {name:?}: {hint}")));
+            }
+            Expect::Events { kind, .. } if !agentsim_core::EventKind::NAMES.contains(&kind.as_str()) => {
+                return Err(error(expect.line, format!("unknown event kind {kind:?}: expected one of {}", agentsim_core::EventKind::NAMES.join(", "))));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 enum Scheduled {
@@ -131,6 +152,9 @@ pub(crate) struct Sim {
     store: Box<dyn RolloutStore>,
     crash_on_append: Option<String>,
     crash_on_response: Option<Endpoint>,
+    /// Threads whose rollout ends in a torn line: the next append first ends that line, so the
+    /// torn bytes stay one damaged line instead of corrupting the next good one.
+    torn: std::collections::BTreeSet<String>,
     next_turn: u32,
     request_count: u64,
     pub(crate) tally: Tally,
@@ -189,6 +213,7 @@ impl Sim {
             store,
             crash_on_append: None,
             crash_on_response: None,
+            torn: std::collections::BTreeSet::new(),
             next_turn: 1,
             request_count: 0,
             tally: Tally::new(options.timeline),
@@ -251,6 +276,9 @@ impl Sim {
                 }
                 self.live_machine()?;
                 self.write_rollout(child, &bytes)?;
+                if !bytes.is_empty() && bytes.last() != Some(&b'\n') {
+                    self.torn.insert(child.clone());
+                }
                 let now = self.now;
                 self.checker.after_fork(&ThreadId(child.clone()), &bytes);
                 let scan = self.machine_mut().fork_thread(now, ThreadId(child.clone()), &bytes);
@@ -345,6 +373,9 @@ impl Sim {
                 bytes
             }
         };
+        if !bytes.is_empty() && bytes.last() != Some(&b'\n') {
+            self.torn.insert(thread.to_owned());
+        }
         let now = self.now;
         let current = self.machine_mut().current_runtime(now).map(str::to_owned);
         let scan = self.machine_mut().resume_thread(now, id.clone(), &bytes);
@@ -474,11 +505,15 @@ impl Sim {
                     if let Err(e) = self.store.append(&thread.0, torn) {
                         self.checker.harness_failure(format!("rollout append failed: {e}"));
                     }
+                    self.torn.insert(thread.0.clone());
                     self.crash(&format!("crash in the middle of appending to {thread}'s rollout (torn line)"));
                     return;
                 }
                 let machine = &self.process.as_ref().expect("live").machine;
                 self.checker.before_append(machine, &self.backend.lock().expect("backend lock"), thread, &line.item, now, self.step_index);
+                if self.torn.remove(&thread.0) {
+                    text.insert(0, '\n');
+                }
                 if let Err(e) = self.store.append(&thread.0, text.as_bytes()) {
                     self.checker.harness_failure(format!("rollout append failed: {e}"));
                 }

@@ -49,7 +49,12 @@ impl Token {
     pub(super) fn tail(&self, start: usize) -> Token {
         debug_assert_eq!(self.kind, TokenKind::Word);
         let column = self.column + self.text[..start].chars().count();
-        Token { kind: TokenKind::Word, text: self.text[start..].to_string(), column, ..self.clone() }
+        Token {
+            kind: TokenKind::Word,
+            text: self.text[start..].to_string(),
+            column,
+            ..self.clone()
+        }
     }
 
     /// The part of a word before byte `end`.
@@ -85,7 +90,12 @@ pub(super) fn lex(text: &str, first_column: usize) -> Result<Vec<Token>, Problem
                 chars.next();
                 column += 1;
                 let text = string(&mut chars, &mut column, start)?;
-                tokens.push(Token { kind: TokenKind::Str, text, column: start, end_column: column });
+                tokens.push(Token {
+                    kind: TokenKind::Str,
+                    text,
+                    column: start,
+                    end_column: column,
+                });
             }
             _ => {
                 let start = column;
@@ -98,7 +108,12 @@ pub(super) fn lex(text: &str, first_column: usize) -> Result<Vec<Token>, Problem
                     chars.next();
                     column += 1;
                 }
-                tokens.push(Token { kind: TokenKind::Word, text, column: start, end_column: column });
+                tokens.push(Token {
+                    kind: TokenKind::Word,
+                    text,
+                    column: start,
+                    end_column: column,
+                });
             }
         }
     }

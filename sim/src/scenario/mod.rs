@@ -294,14 +294,10 @@ pub fn parse(name: &str, path: &Path, text: &str) -> Result<Scenario, ScenarioEr
 /// Reads and parses a scenario file; its name is the file stem. A file that cannot be read or is
 /// not UTF-8 is reported at line 1, column 1.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let at_start = |message: String| ScenarioError {
-        file: path.to_path_buf(),
-        line: 1,
-        column: 1,
-        message,
-    };
-    let bytes = std::fs::read(path)
-        .map_err(|e| at_start(format!("cannot read the scenario file: {e}")))?;
+    let at_start =
+        |message: String| ScenarioError { file: path.to_path_buf(), line: 1, column: 1, message };
+    let bytes =
+        std::fs::read(path).map_err(|e| at_start(format!("cannot read the scenario file: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let byte = e.utf8_error().valid_up_to();
         at_start(format!("the file is not valid UTF-8 (at byte {byte}): save it as UTF-8"))

@@ -63,7 +63,8 @@ const EXPECT_NAMES: [&str; 10] = [
 ];
 
 const FAULT_USAGE: &str = "fault <endpoint> <calls> <kind> [body=\"...\"]";
-const ANY_EXPECT_USAGE: &str = "expect <what> ..., where <what> is one of requests, events, event, \
+const ANY_EXPECT_USAGE: &str =
+    "expect <what> ..., where <what> is one of requests, events, event, \
      task, last_state, session_state_lines, mark, log, no_log, fail";
 
 pub(super) fn parse(name: &str, path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
@@ -189,12 +190,18 @@ impl Parser {
                 )?
             }
             "persist_task" => {
-                config.persist_task =
-                    choice(cursor.word("true or false")?, "value", &[("true", true), ("false", false)])?
+                config.persist_task = choice(
+                    cursor.word("true or false")?,
+                    "value",
+                    &[("true", true), ("false", false)],
+                )?
             }
             "flag" => {
-                config.flag =
-                    choice(cursor.word("on or off")?, "flag value", &[("on", true), ("off", false)])?
+                config.flag = choice(
+                    cursor.word("on or off")?,
+                    "flag value",
+                    &[("on", true), ("off", false)],
+                )?
             }
             "identity_ttl" => config.identity_ttl_ms = Some(duration(cursor.word("a duration")?)?),
             "identity" => {
@@ -334,8 +341,11 @@ impl Parser {
             },
             "events" => {
                 let token = cursor.word("a thread name or *")?;
-                let thread =
-                    if token.is_word("*") { None } else { Some(self.expect_thread(number, token)?) };
+                let thread = if token.is_word("*") {
+                    None
+                } else {
+                    Some(self.expect_thread(number, token)?)
+                };
                 Expect::Events {
                     thread,
                     kind: identifier(cursor.word("an event kind")?, "event kind")?,
@@ -695,7 +705,10 @@ fn identifier(token: &Token, what: &str) -> Result<String, Problem> {
 /// An account or user id: letters, digits, `_`, `-`, `.` and `@`.
 fn account_id(token: &Token, what: &str) -> Result<String, Problem> {
     let valid = !token.text.is_empty()
-        && token.text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+        && token
+            .text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
     if !valid {
         return Err(Problem::new(
             token.column,

@@ -69,8 +69,11 @@ fn header(scenario: &Scenario) -> Vec<String> {
     }
     let random = &config.random_faults;
     if !random.rate_per_mille.is_empty() {
-        let rates: Vec<String> =
-            random.rate_per_mille.iter().map(|(endpoint, rate)| format!("{endpoint}={rate}")).collect();
+        let rates: Vec<String> = random
+            .rate_per_mille
+            .iter()
+            .map(|(endpoint, rate)| format!("{endpoint}={rate}"))
+            .collect();
         lines.push(format!("fault_rate: {}", rates.join(" ")));
     }
     if !random.kinds.is_empty() {
@@ -114,7 +117,9 @@ fn duration(ms: u64) -> String {
 
 fn fault_kind(kind: &FaultKind) -> String {
     match kind {
-        FaultKind::Status { body: Some(body), .. } => format!("{} body={}", kind.name(), quote(body)),
+        FaultKind::Status { body: Some(body), .. } => {
+            format!("{} body={}", kind.name(), quote(body))
+        }
         _ => kind.name(),
     }
 }
