@@ -80,7 +80,9 @@ impl std::fmt::Debug for Auth {
         match self {
             Auth::None => f.write_str("Auth::None"),
             Auth::ApiKey => f.write_str("Auth::ApiKey"),
-            Auth::ChatGpt { binding, .. } => f.debug_struct("Auth::ChatGpt").field("binding", binding).finish_non_exhaustive(),
+            Auth::ChatGpt { binding, .. } => {
+                f.debug_struct("Auth::ChatGpt").field("binding", binding).finish_non_exhaustive()
+            }
         }
     }
 }

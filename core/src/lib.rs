@@ -31,3 +31,6 @@ pub use machine::{InFlight, Lifecycle, RequestFailure};
 pub use output::{Command, Event, EventKind, Level, LogLine, RequestId, ThreadId, TurnId};
 pub use rollout::{AgentTask, RolloutItem, RolloutLine, RolloutScan};
 pub use time::Timestamp;
+
+#[cfg(test)]
+mod tests;

@@ -140,7 +140,12 @@ enum Pending {
 impl Lifecycle {
     /// A process starting with this config, auth, and the auth store's identity (if any).
     /// `seed` is the only source of randomness the machine will ever use.
-    pub fn new(config: Config, auth: Auth, stored: Option<StoredIdentity>, seed: [u8; 32]) -> Lifecycle {
+    pub fn new(
+        config: Config,
+        auth: Auth,
+        stored: Option<StoredIdentity>,
+        seed: [u8; 32],
+    ) -> Lifecycle {
         let mut machine = Lifecycle {
             config,
             auth,
@@ -209,8 +214,12 @@ impl Lifecycle {
                 let what = match p {
                     Pending::IdentityBiscuit => InFlight::IdentityBiscuit,
                     Pending::IdentityRegister => InFlight::IdentityRegister,
-                    Pending::TaskBiscuit(t) => InFlight::TaskBiscuit { thread: t.clone(), ensure: self.ensure_seq(t) },
-                    Pending::TaskRegister(t) => InFlight::TaskRegister { thread: t.clone(), ensure: self.ensure_seq(t) },
+                    Pending::TaskBiscuit(t) => {
+                        InFlight::TaskBiscuit { thread: t.clone(), ensure: self.ensure_seq(t) }
+                    }
+                    Pending::TaskRegister(t) => {
+                        InFlight::TaskRegister { thread: t.clone(), ensure: self.ensure_seq(t) }
+                    }
                     Pending::Model { thread, turn, .. } => InFlight::Model(thread.clone(), *turn),
                 };
                 (*id, what)
@@ -237,7 +246,12 @@ impl Lifecycle {
 
     /// A thread resumes from its rollout: restore or drop the persisted task (rules 2 and 13 to
     /// 15), then start the session. Returns what the scan of the rollout found.
-    pub fn resume_thread(&mut self, now: Timestamp, thread: ThreadId, rollout: &[u8]) -> RolloutScan {
+    pub fn resume_thread(
+        &mut self,
+        now: Timestamp,
+        thread: ThreadId,
+        rollout: &[u8],
+    ) -> RolloutScan {
         self.add_thread(&thread);
         let scan = rollout::scan(rollout);
         if self.config.use_agent_identity {
@@ -254,7 +268,12 @@ impl Lifecycle {
     }
 
     /// A thread forks from a parent whose rollout the driver has copied into the child's (rule 16).
-    pub fn fork_thread(&mut self, now: Timestamp, thread: ThreadId, copied_rollout: &[u8]) -> RolloutScan {
+    pub fn fork_thread(
+        &mut self,
+        now: Timestamp,
+        thread: ThreadId,
+        copied_rollout: &[u8],
+    ) -> RolloutScan {
         self.add_thread(&thread);
         let scan = rollout::scan(copied_rollout);
         if self.config.use_agent_identity {
@@ -288,14 +307,23 @@ impl Lifecycle {
     pub fn handle_response(&mut self, now: Timestamp, id: RequestId, response: HttpResponse) {
         let Some(pending) = self.pending.remove(&id) else {
             self.mark(marks::STALE_RESPONSE_IGNORED);
-            self.log(Level::Debug, "ignoring a response nobody waits for", vec![("request", id.to_string())]);
+            self.log(
+                Level::Debug,
+                "ignoring a response nobody waits for",
+                vec![("request", id.to_string())],
+            );
             return;
         };
         self.dispatch(now, pending, Ok(response));
     }
 
     /// Request `id` produced no response.
-    pub fn handle_request_failed(&mut self, now: Timestamp, id: RequestId, failure: RequestFailure) {
+    pub fn handle_request_failed(
+        &mut self,
+        now: Timestamp,
+        id: RequestId,
+        failure: RequestFailure,
+    ) {
         let Some(pending) = self.pending.remove(&id) else {
             self.mark(marks::STALE_RESPONSE_IGNORED);
             return;
@@ -323,11 +351,20 @@ impl Lifecycle {
 
     /// The auth store's identity was replaced from outside this process (another process
     /// registered a new one, or removed it).
-    pub fn handle_identity_store_changed(&mut self, now: Timestamp, stored: Option<StoredIdentity>) {
+    pub fn handle_identity_store_changed(
+        &mut self,
+        now: Timestamp,
+        stored: Option<StoredIdentity>,
+    ) {
         self.mark(marks::IDENTITY_REPLACED_EXTERNALLY);
         self.identity = stored.and_then(|s| self.load_identity(s));
-        let runtime = self.identity.as_ref().map_or("none".to_owned(), |i| i.stored.agent_runtime_id.clone());
-        self.log(Level::Info, "agent identity replaced in the auth store", vec![("agent_runtime_id", runtime)]);
+        let runtime =
+            self.identity.as_ref().map_or("none".to_owned(), |i| i.stored.agent_runtime_id.clone());
+        self.log(
+            Level::Info,
+            "agent identity replaced in the auth store",
+            vec![("agent_runtime_id", runtime)],
+        );
         if self.config.use_agent_identity && self.usable_identity(now).is_some() {
             self.prewarm_startup_waiters(now);
         }
@@ -336,7 +373,10 @@ impl Lifecycle {
     // ---- session start and resume ----------------------------------------------------------
 
     fn add_thread(&mut self, thread: &ThreadId) {
-        assert!(!self.threads.contains_key(thread), "thread {thread} already exists in this process");
+        assert!(
+            !self.threads.contains_key(thread),
+            "thread {thread} already exists in this process"
+        );
         self.threads.insert(thread.clone(), Thread::default());
     }
 
@@ -360,7 +400,11 @@ impl Lifecycle {
             self.log(
                 Level::Warn,
                 "skipping damaged rollout line",
-                vec![("thread", thread.to_string()), ("line", skipped.line.to_string()), ("reason", skipped.reason.clone())],
+                vec![
+                    ("thread", thread.to_string()),
+                    ("line", skipped.line.to_string()),
+                    ("reason", skipped.reason.clone()),
+                ],
             );
         }
         let Some(last) = &scan.last_state else {
@@ -370,7 +414,11 @@ impl Lifecycle {
         if !self.config.persist_task {
             if last.task.is_some() {
                 self.mark(marks::PERSIST_OFF_IGNORED_TASK);
-                self.log(Level::Debug, "ignoring persisted agent task because persist_task is off", vec![("thread", thread.to_string())]);
+                self.log(
+                    Level::Debug,
+                    "ignoring persisted agent task because persist_task is off",
+                    vec![("thread", thread.to_string())],
+                );
             }
             return;
         }
@@ -447,16 +495,27 @@ impl Lifecycle {
         }
         self.thread_mut(thread).cached = None;
         self.mark(marks::STALE_TASK_CLEARED);
-        self.log(Level::Info, "discarding cached agent task because the registered agent identity changed", task_fields(thread, task));
+        self.log(
+            Level::Info,
+            "discarding cached agent task because the registered agent identity changed",
+            task_fields(thread, task),
+        );
         self.persist(now, thread, None);
     }
 
     fn start_attempt(&mut self, now: Timestamp, thread: &ThreadId) {
         match self.usable_identity(now).cloned() {
             Some(identity) => {
-                let url = protocol::task_register_url(&self.config, &identity.stored.agent_runtime_id);
+                let url =
+                    protocol::task_register_url(&self.config, &identity.stored.agent_runtime_id);
                 self.send_biscuit(Pending::TaskBiscuit(thread.clone()), &url);
                 self.op_mut(thread).phase = EnsurePhase::Biscuit { identity, url };
+            }
+            None if self.auth.binding().is_none() => {
+                // Signed out while this ensure ran (a 401 `identity_expired` dropped the identity
+                // after a sign-out): no identity can be had, so no task, as when the ensure
+                // starts signed out. Waiting would never end: nothing registers without a binding.
+                self.finish_ensure(now, thread, Ok(None));
             }
             None => {
                 self.op_mut(thread).phase = EnsurePhase::AwaitingIdentity;
@@ -465,8 +524,15 @@ impl Lifecycle {
         }
     }
 
-    fn task_biscuit_done(&mut self, now: Timestamp, thread: &ThreadId, result: Result<HttpResponse, RequestFailure>) {
-        let EnsurePhase::Biscuit { identity, url } = std::mem::replace(&mut self.op_mut(thread).phase, EnsurePhase::AwaitingIdentity) else {
+    fn task_biscuit_done(
+        &mut self,
+        now: Timestamp,
+        thread: &ThreadId,
+        result: Result<HttpResponse, RequestFailure>,
+    ) {
+        let EnsurePhase::Biscuit { identity, url } =
+            std::mem::replace(&mut self.op_mut(thread).phase, EnsurePhase::AwaitingIdentity)
+        else {
             unreachable!("a task biscuit is only awaited in the biscuit phase");
         };
         let biscuit_url = format!("{}{}", self.config.base_url, crate::wire::BISCUIT_PATH);
@@ -476,7 +542,13 @@ impl Lifecycle {
         };
         match biscuit {
             Ok(biscuit) => {
-                let request = protocol::task_register_request(&self.config, &identity.stored, &identity.key, &biscuit, now);
+                let request = protocol::task_register_request(
+                    &self.config,
+                    &identity.stored,
+                    &identity.key,
+                    &biscuit,
+                    now,
+                );
                 self.send(Pending::TaskRegister(thread.clone()), request);
                 self.op_mut(thread).phase = EnsurePhase::Register { identity, url };
             }
@@ -484,12 +556,21 @@ impl Lifecycle {
         }
     }
 
-    fn task_register_done(&mut self, now: Timestamp, thread: &ThreadId, result: Result<HttpResponse, RequestFailure>) {
-        let EnsurePhase::Register { identity, url } = std::mem::replace(&mut self.op_mut(thread).phase, EnsurePhase::AwaitingIdentity) else {
+    fn task_register_done(
+        &mut self,
+        now: Timestamp,
+        thread: &ThreadId,
+        result: Result<HttpResponse, RequestFailure>,
+    ) {
+        let EnsurePhase::Register { identity, url } =
+            std::mem::replace(&mut self.op_mut(thread).phase, EnsurePhase::AwaitingIdentity)
+        else {
             unreachable!("a task registration is only awaited in the register phase");
         };
         let task = match result {
-            Ok(response) => protocol::read_task(&url, &response, &identity.stored, &identity.key, now),
+            Ok(response) => {
+                protocol::read_task(&url, &response, &identity.stored, &identity.key, now)
+            }
             Err(_) => Err(TaskError::Send { url }),
         };
         match task {
@@ -499,7 +580,13 @@ impl Lifecycle {
         }
     }
 
-    fn task_registered(&mut self, now: Timestamp, thread: &ThreadId, used: &Identity, task: AgentTask) {
+    fn task_registered(
+        &mut self,
+        now: Timestamp,
+        thread: &ThreadId,
+        used: &Identity,
+        task: AgentTask,
+    ) {
         if self.current_runtime(now) != Some(used.stored.agent_runtime_id.as_str()) {
             // Rule 9: the identity changed while the request was in flight.
             self.mark(marks::ROTATION_DISCARDED_NEW_TASK);
@@ -524,7 +611,13 @@ impl Lifecycle {
     }
 
     /// Rules 18 and 19: the backend answered 401 `identity_expired` to a task registration.
-    fn identity_refused(&mut self, now: Timestamp, thread: &ThreadId, used: &Identity, error: TaskError) {
+    fn identity_refused(
+        &mut self,
+        now: Timestamp,
+        thread: &ThreadId,
+        used: &Identity,
+        error: TaskError,
+    ) {
         let as_shipped = self.config.expiry == ExpiryPolicy::AsShipped;
         let op = self.op_mut(thread);
         if as_shipped || op.reacquired {
@@ -539,7 +632,10 @@ impl Lifecycle {
         self.log(
             Level::Warn,
             "agent identity refused as expired; registering a new one",
-            vec![("thread", thread.to_string()), ("agent_runtime_id", used.stored.agent_runtime_id.clone())],
+            vec![
+                ("thread", thread.to_string()),
+                ("agent_runtime_id", used.stored.agent_runtime_id.clone()),
+            ],
         );
         self.drop_identity_if_current(&used.stored.agent_runtime_id);
         self.start_attempt(now, thread);
@@ -553,18 +649,33 @@ impl Lifecycle {
     }
 
     fn fail_ensure(&mut self, now: Timestamp, thread: &ThreadId, error: TaskError) {
-        self.log(Level::Warn, "agent task registration failed", vec![("thread", thread.to_string()), ("error", error.to_string())]);
+        self.log(
+            Level::Warn,
+            "agent task registration failed",
+            vec![("thread", thread.to_string()), ("error", error.to_string())],
+        );
         self.finish_ensure(now, thread, Err(error));
     }
 
-    fn finish_ensure(&mut self, now: Timestamp, thread: &ThreadId, result: Result<Option<AgentTask>, TaskError>) {
+    fn finish_ensure(
+        &mut self,
+        now: Timestamp,
+        thread: &ThreadId,
+        result: Result<Option<AgentTask>, TaskError>,
+    ) {
         let op = self.thread_mut(thread).ensure.take().expect("an ensure in flight");
         for waiter in op.waiters {
             self.resolve_waiter(now, thread, waiter, result.clone());
         }
     }
 
-    fn resolve_waiter(&mut self, now: Timestamp, thread: &ThreadId, waiter: Waiter, result: Result<Option<AgentTask>, TaskError>) {
+    fn resolve_waiter(
+        &mut self,
+        now: Timestamp,
+        thread: &ThreadId,
+        waiter: Waiter,
+        result: Result<Option<AgentTask>, TaskError>,
+    ) {
         match (waiter, result) {
             (Waiter::Prewarm, Ok(_)) => {}
             (Waiter::Prewarm, Err(error)) => {
@@ -619,7 +730,9 @@ impl Lifecycle {
                 return None;
             }
         }
-        if self.config.expiry == ExpiryPolicy::Reacquire && identity.stored.expires_at.is_some_and(|at| now >= at) {
+        if self.config.expiry == ExpiryPolicy::Reacquire
+            && identity.stored.expires_at.is_some_and(|at| now >= at)
+        {
             return None;
         }
         Some(identity)
@@ -633,7 +746,8 @@ impl Lifecycle {
         }
         let Some(binding) = self.auth.binding().cloned() else { return };
         let expired = self.identity.as_ref().is_some_and(|i| {
-            i.stored.binding.account_id == binding.account_id && i.stored.expires_at.is_some_and(|at| now >= at)
+            i.stored.binding.account_id == binding.account_id
+                && i.stored.expires_at.is_some_and(|at| now >= at)
         });
         if expired {
             self.mark(marks::EXPIRED_IDENTITY_REACQUIRED);
@@ -643,10 +757,19 @@ impl Lifecycle {
         self.rng.fill_bytes(&mut seed);
         let url = protocol::identity_register_url(&self.config);
         self.send_biscuit(Pending::IdentityBiscuit, &url);
-        self.identity_op = Some(IdentityOp { binding, key: IdentityKey::from_seed(seed), url, registering: false });
+        self.identity_op = Some(IdentityOp {
+            binding,
+            key: IdentityKey::from_seed(seed),
+            url,
+            registering: false,
+        });
     }
 
-    fn identity_biscuit_done(&mut self, now: Timestamp, result: Result<HttpResponse, RequestFailure>) {
+    fn identity_biscuit_done(
+        &mut self,
+        now: Timestamp,
+        result: Result<HttpResponse, RequestFailure>,
+    ) {
         let op = self.identity_op.as_mut().expect("an identity registration in flight");
         assert!(!op.registering);
         let biscuit_url = format!("{}{}", self.config.base_url, crate::wire::BISCUIT_PATH);
@@ -664,7 +787,11 @@ impl Lifecycle {
         }
     }
 
-    fn identity_register_done(&mut self, now: Timestamp, result: Result<HttpResponse, RequestFailure>) {
+    fn identity_register_done(
+        &mut self,
+        now: Timestamp,
+        result: Result<HttpResponse, RequestFailure>,
+    ) {
         let op = self.identity_op.as_ref().expect("an identity registration in flight");
         assert!(op.registering);
         let identity = match result {
@@ -682,28 +809,43 @@ impl Lifecycle {
                 // The workspace changed in flight: this identity belongs to nobody now.
                 self.mark(marks::IDENTITY_RESULT_FOR_OLD_WORKSPACE);
                 self.log(Level::Info, "discarding agent identity registered for a workspace that is no longer signed in", vec![("agent_runtime_id", identity.stored.agent_runtime_id)]);
-                if self.auth.binding().is_some() {
+                if self.usable_identity(now).is_some() {
+                    // The user switched back to the workspace whose identity is in the slot:
+                    // the waiting threads reuse it (rule 9) rather than replacing it.
+                    Ok(())
+                } else if self.auth.binding().is_some() {
                     self.require_identity(now);
                     return;
+                } else {
+                    Err(IdentityError::AuthChanged)
                 }
-                Err(IdentityError::AuthChanged)
             }
             Ok(identity) => {
                 self.mark(marks::IDENTITY_REGISTERED);
-                self.log(Level::Info, "registered agent identity", vec![("agent_runtime_id", identity.stored.agent_runtime_id.clone())]);
+                self.log(
+                    Level::Info,
+                    "registered agent identity",
+                    vec![("agent_runtime_id", identity.stored.agent_runtime_id.clone())],
+                );
                 self.out.push_back(Command::StoreIdentity(identity.stored.clone()));
                 self.identity = Some(identity);
                 Ok(())
             }
             Err(e) => {
-                self.log(Level::Warn, "agent identity registration failed", vec![("error", e.to_string())]);
+                self.log(
+                    Level::Warn,
+                    "agent identity registration failed",
+                    vec![("error", e.to_string())],
+                );
                 Err(e)
             }
         };
         let waiting: Vec<ThreadId> = self
             .threads
             .iter()
-            .filter(|(_, t)| matches!(t.ensure.as_ref().map(|op| &op.phase), Some(EnsurePhase::AwaitingIdentity)))
+            .filter(|(_, t)| {
+                matches!(t.ensure.as_ref().map(|op| &op.phase), Some(EnsurePhase::AwaitingIdentity))
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for thread in &waiting {
@@ -717,7 +859,11 @@ impl Lifecycle {
                     op.identity_rounds += 1;
                     if op.identity_rounds >= 2 {
                         let url = protocol::identity_register_url(&self.config);
-                        self.fail_ensure(now, thread, TaskError::Identity(IdentityError::Parse { url }));
+                        self.fail_ensure(
+                            now,
+                            thread,
+                            TaskError::Identity(IdentityError::Parse { url }),
+                        );
                     } else {
                         self.start_attempt(now, thread);
                     }
@@ -742,7 +888,11 @@ impl Lifecycle {
         match stored.key() {
             Ok(key) => Some(Identity { stored, key }),
             Err(e) => {
-                self.log(Level::Warn, "ignoring stored agent identity", vec![("error", e.to_string())]);
+                self.log(
+                    Level::Warn,
+                    "ignoring stored agent identity",
+                    vec![("error", e.to_string())],
+                );
                 None
             }
         }
@@ -751,7 +901,13 @@ impl Lifecycle {
     // ---- turns ---------------------------------------------------------------------------
 
     fn begin_turn(&mut self, now: Timestamp, thread: &ThreadId, turn: TurnId, text: String) {
-        self.append(now, thread, RolloutItem::EventMsg(serde_json::json!({"type": "user_message", "message": text, "images": []})));
+        self.append(
+            now,
+            thread,
+            RolloutItem::EventMsg(
+                serde_json::json!({"type": "user_message", "message": text, "images": []}),
+            ),
+        );
         self.append(
             now,
             thread,
@@ -763,13 +919,24 @@ impl Lifecycle {
         self.ensure(now, thread, Waiter::Turn(turn));
     }
 
-    fn send_model_request(&mut self, now: Timestamp, thread: &ThreadId, turn: TurnId, task: Option<AgentTask>) {
-        let text = self.thread_mut(thread).turn.as_ref().map(|t| t.text.clone()).unwrap_or_default();
+    fn send_model_request(
+        &mut self,
+        now: Timestamp,
+        thread: &ThreadId,
+        turn: TurnId,
+        task: Option<AgentTask>,
+    ) {
+        let text =
+            self.thread_mut(thread).turn.as_ref().map(|t| t.text.clone()).unwrap_or_default();
         // Spec section 2.4: the assertion is built only for a task of the current identity.
         let assertion = task.as_ref().and_then(|task| {
             let identity = self.usable_identity(now)?;
             (identity.stored.agent_runtime_id == task.agent_runtime_id).then(|| {
-                let header = identity.key.assertion_header(&task.agent_runtime_id, &task.task_id, &now.rfc3339_secs());
+                let header = identity.key.assertion_header(
+                    &task.agent_runtime_id,
+                    &task.task_id,
+                    &now.rfc3339_secs(),
+                );
                 (header, task.agent_runtime_id.clone())
             })
         });
@@ -782,7 +949,15 @@ impl Lifecycle {
         self.send(Pending::Model { thread: thread.clone(), turn, url, runtime }, request);
     }
 
-    fn model_done(&mut self, now: Timestamp, thread: &ThreadId, turn: TurnId, url: &str, runtime: Option<String>, result: Result<HttpResponse, RequestFailure>) {
+    fn model_done(
+        &mut self,
+        now: Timestamp,
+        thread: &ThreadId,
+        turn: TurnId,
+        url: &str,
+        runtime: Option<String>,
+        result: Result<HttpResponse, RequestFailure>,
+    ) {
         match result {
             Ok(response) if response.is_success() => {
                 self.append(
@@ -796,18 +971,24 @@ impl Lifecycle {
                 let refused = response.status == 401 && protocol::is_identity_expired_body(&body);
                 if refused && self.config.expiry == ExpiryPolicy::Reacquire {
                     if let Some(runtime) = &runtime {
-                        if self.identity.as_ref().is_some_and(|i| &i.stored.agent_runtime_id == runtime) {
+                        if self
+                            .identity
+                            .as_ref()
+                            .is_some_and(|i| &i.stored.agent_runtime_id == runtime)
+                        {
                             self.mark(marks::MODEL_REFUSAL_DROPPED_IDENTITY);
                             self.log(Level::Warn, "agent identity refused as expired by the model request; it will be registered again", vec![("thread", thread.to_string()), ("agent_runtime_id", runtime.clone())]);
                         }
                         self.drop_identity_if_current(runtime);
                     }
                 }
-                let message = format!("model request failed with status {}: {body}", response.status);
+                let message =
+                    format!("model request failed with status {}: {body}", response.status);
                 self.emit(thread, EventKind::Error { turn: Some(turn), message });
             }
             Err(_) => {
-                let message = format!("model request failed: failed to send model request to {url}");
+                let message =
+                    format!("model request failed: failed to send model request to {url}");
                 self.emit(thread, EventKind::Error { turn: Some(turn), message });
             }
         }
@@ -826,13 +1007,20 @@ impl Lifecycle {
 
     // ---- plumbing ------------------------------------------------------------------------
 
-    fn dispatch(&mut self, now: Timestamp, pending: Pending, result: Result<HttpResponse, RequestFailure>) {
+    fn dispatch(
+        &mut self,
+        now: Timestamp,
+        pending: Pending,
+        result: Result<HttpResponse, RequestFailure>,
+    ) {
         match pending {
             Pending::IdentityBiscuit => self.identity_biscuit_done(now, result),
             Pending::IdentityRegister => self.identity_register_done(now, result),
             Pending::TaskBiscuit(thread) => self.task_biscuit_done(now, &thread, result),
             Pending::TaskRegister(thread) => self.task_register_done(now, &thread, result),
-            Pending::Model { thread, turn, url, runtime } => self.model_done(now, &thread, turn, &url, runtime, result),
+            Pending::Model { thread, turn, url, runtime } => {
+                self.model_done(now, &thread, turn, &url, runtime, result)
+            }
         }
     }
 
@@ -843,7 +1031,8 @@ impl Lifecycle {
         };
         let mut request_id = [0u8; 16];
         self.rng.fill_bytes(&mut request_id);
-        let request = protocol::biscuit_request(&self.config, &access_token, target_url, request_id);
+        let request =
+            protocol::biscuit_request(&self.config, &access_token, target_url, request_id);
         self.send(pending, request);
     }
 
@@ -855,7 +1044,10 @@ impl Lifecycle {
     }
 
     fn append(&mut self, now: Timestamp, thread: &ThreadId, item: RolloutItem) {
-        self.out.push_back(Command::Append { thread: thread.clone(), line: RolloutLine { timestamp: now, item } });
+        self.out.push_back(Command::Append {
+            thread: thread.clone(),
+            line: RolloutLine { timestamp: now, item },
+        });
     }
 
     fn emit(&mut self, thread: &ThreadId, kind: EventKind) {
@@ -880,5 +1072,9 @@ impl Lifecycle {
 }
 
 fn task_fields(thread: &ThreadId, task: &AgentTask) -> Vec<(&'static str, String)> {
-    vec![("thread", thread.to_string()), ("agent_runtime_id", task.agent_runtime_id.clone()), ("task_id", task.task_id.clone())]
+    vec![
+        ("thread", thread.to_string()),
+        ("agent_runtime_id", task.agent_runtime_id.clone()),
+        ("task_id", task.task_id.clone()),
+    ]
 }

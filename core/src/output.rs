@@ -111,7 +111,9 @@ impl EventKind {
     /// The message, for events that carry one.
     pub fn message(&self) -> Option<&str> {
         match self {
-            EventKind::UserMessage { message, .. } | EventKind::Error { message, .. } => Some(message),
+            EventKind::UserMessage { message, .. } | EventKind::Error { message, .. } => {
+                Some(message)
+            }
             EventKind::TaskStarted { .. } | EventKind::TurnComplete { .. } => None,
         }
     }

@@ -17,7 +17,9 @@ pub enum BiscuitError {
     #[error("agent identity biscuit minting failed with status {status} from {url}: {body}")]
     Status { status: u16, url: String, body: String },
     /// A 2xx without a usable `x-openai-authorization` header.
-    #[error("agent identity biscuit response from {url} has no valid x-openai-authorization header")]
+    #[error(
+        "agent identity biscuit response from {url} has no valid x-openai-authorization header"
+    )]
     Header { url: String },
     /// The request failed or timed out.
     #[error("failed to send agent identity biscuit request to {url}")]
@@ -84,7 +86,12 @@ pub fn is_identity_expired_body(body: &str) -> bool {
 }
 
 /// The biscuit request that authorizes a `POST` to `target_url`.
-pub fn biscuit_request(config: &Config, access_token: &str, target_url: &str, request_id: [u8; 16]) -> HttpRequest {
+pub fn biscuit_request(
+    config: &Config,
+    access_token: &str,
+    target_url: &str,
+    request_id: [u8; 16],
+) -> HttpRequest {
     HttpRequest {
         method: Method::Get,
         url: format!("{}{}", config.base_url, wire::BISCUIT_PATH),
@@ -101,9 +108,15 @@ pub fn biscuit_request(config: &Config, access_token: &str, target_url: &str, re
 /// Reads the biscuit out of a biscuit response.
 pub fn read_biscuit(url: &str, response: &HttpResponse) -> Result<String, BiscuitError> {
     if !response.is_success() {
-        return Err(BiscuitError::Status { status: response.status, url: url.into(), body: response.body_text() });
+        return Err(BiscuitError::Status {
+            status: response.status,
+            url: url.into(),
+            body: response.body_text(),
+        });
     }
-    let header = response.header(wire::BISCUIT_RESPONSE_HEADER).ok_or_else(|| BiscuitError::Header { url: url.into() })?;
+    let header = response
+        .header(wire::BISCUIT_RESPONSE_HEADER)
+        .ok_or_else(|| BiscuitError::Header { url: url.into() })?;
     match std::str::from_utf8(header) {
         Ok(text) if !text.is_empty() => Ok(text.to_owned()),
         _ => Err(BiscuitError::Header { url: url.into() }),
@@ -143,10 +156,15 @@ pub fn read_identity(
     now: Timestamp,
 ) -> Result<StoredIdentity, IdentityError> {
     if !response.is_success() {
-        return Err(IdentityError::Status { status: response.status, url: url.into(), body: response.body_text() });
+        return Err(IdentityError::Status {
+            status: response.status,
+            url: url.into(),
+            body: response.body_text(),
+        });
     }
     let parse = || IdentityError::Parse { url: url.into() };
-    let body: IdentityRegistrationResponse = serde_json::from_slice(&response.body).map_err(|_| parse())?;
+    let body: IdentityRegistrationResponse =
+        serde_json::from_slice(&response.body).map_err(|_| parse())?;
     if !is_path_safe(&body.agent_runtime_id) {
         return Err(parse());
     }
@@ -164,11 +182,21 @@ pub fn read_identity(
 }
 
 /// `POST /v1/agent/{runtime}/task/register`, signed at `now`.
-pub fn task_register_request(config: &Config, identity: &StoredIdentity, key: &IdentityKey, biscuit: &str, now: Timestamp) -> HttpRequest {
+pub fn task_register_request(
+    config: &Config,
+    identity: &StoredIdentity,
+    key: &IdentityKey,
+    biscuit: &str,
+    now: Timestamp,
+) -> HttpRequest {
     let timestamp = now.rfc3339_secs();
     let signature = key.sign_base64(&format!("{}:{timestamp}", identity.agent_runtime_id));
     let body = TaskRegistrationRequest { signature, timestamp };
-    post(task_register_url(config, &identity.agent_runtime_id), biscuit, serde_json::to_string(&body).expect("serializes"))
+    post(
+        task_register_url(config, &identity.agent_runtime_id),
+        biscuit,
+        serde_json::to_string(&body).expect("serializes"),
+    )
 }
 
 /// Reads a task registration response: parse, base64, open the sealed box, UTF-8.
@@ -180,7 +208,11 @@ pub fn read_task(
     now: Timestamp,
 ) -> Result<AgentTask, TaskError> {
     if !response.is_success() {
-        return Err(TaskError::Status { status: response.status, url: url.into(), body: response.body_text() });
+        return Err(TaskError::Status {
+            status: response.status,
+            url: url.into(),
+            body: response.body_text(),
+        });
     }
     let body: TaskRegistrationResponse =
         serde_json::from_slice(&response.body).map_err(|_| TaskError::Parse { url: url.into() })?;
@@ -188,7 +220,11 @@ pub fn read_task(
     if task_id.is_empty() {
         return Err(TaskError::Parse { url: url.into() });
     }
-    Ok(AgentTask { agent_runtime_id: identity.agent_runtime_id.clone(), task_id, registered_at: now.rfc3339_secs() })
+    Ok(AgentTask {
+        agent_runtime_id: identity.agent_runtime_id.clone(),
+        task_id,
+        registered_at: now.rfc3339_secs(),
+    })
 }
 
 /// The model request of a turn **[ours]**, with the assertion header when there is a task.
@@ -219,5 +255,7 @@ fn post(url: String, biscuit: &str, body: String) -> HttpRequest {
 
 /// Runtime ids go into a URL path: accept only characters that need no escaping.
 fn is_path_safe(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }

@@ -131,7 +131,11 @@ pub fn scan(bytes: &[u8]) -> RolloutScan {
             Ok(None) => {}
             Ok(Some(task)) => result.last_state = Some(LastState { line, task }),
             Err(reason) => {
-                let reason = if is_last_unterminated { format!("torn final line ({reason})") } else { reason };
+                let reason = if is_last_unterminated {
+                    format!("torn final line ({reason})")
+                } else {
+                    reason
+                };
                 result.skipped.push(SkippedLine { line, reason });
             }
         }
@@ -145,7 +149,8 @@ fn read_line(raw: &[u8]) -> Result<Option<Option<AgentTask>>, String> {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Err("blank line".into());
     }
-    let text = std::str::from_utf8(raw).map_err(|e| format!("not UTF-8 (byte {})", e.valid_up_to()))?;
+    let text =
+        std::str::from_utf8(raw).map_err(|e| format!("not UTF-8 (byte {})", e.valid_up_to()))?;
     let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let object = value.as_object().ok_or("not a JSON object")?;
     let kind = object.get("type").and_then(Value::as_str).ok_or("no string \"type\"")?;
@@ -183,19 +188,29 @@ mod tests {
     const REFERENCE: &str = include_str!("../tests/fixtures/reference-rollout.jsonl");
 
     fn task(runtime: &str, id: &str) -> AgentTask {
-        AgentTask { agent_runtime_id: runtime.into(), task_id: id.into(), registered_at: "2026-04-18T14:02:11Z".into() }
+        AgentTask {
+            agent_runtime_id: runtime.into(),
+            task_id: id.into(),
+            registered_at: "2026-04-18T14:02:11Z".into(),
+        }
     }
 
     #[test]
     fn session_state_lines_have_the_reference_shape() {
         let at = Timestamp::parse_rfc3339("2026-04-18T14:02:12.004Z").unwrap();
-        let line = RolloutLine { timestamp: at, item: RolloutItem::SessionState(Some(task("agent-7f3a", "task_91c2"))) };
+        let line = RolloutLine {
+            timestamp: at,
+            item: RolloutItem::SessionState(Some(task("agent-7f3a", "task_91c2"))),
+        };
         assert_eq!(
             line.to_json(),
             r#"{"timestamp":"2026-04-18T14:02:12.004Z","type":"session_state","payload":{"agent_task":{"agent_runtime_id":"agent-7f3a","task_id":"task_91c2","registered_at":"2026-04-18T14:02:11Z"}}}"#
         );
         let null = RolloutLine { timestamp: at, item: RolloutItem::SessionState(None) };
-        assert_eq!(null.to_json(), r#"{"timestamp":"2026-04-18T14:02:12.004Z","type":"session_state","payload":{"agent_task":null}}"#);
+        assert_eq!(
+            null.to_json(),
+            r#"{"timestamp":"2026-04-18T14:02:12.004Z","type":"session_state","payload":{"agent_task":null}}"#
+        );
     }
 
     #[test]
@@ -203,7 +218,17 @@ mod tests {
         let scan = scan(REFERENCE.as_bytes());
         assert_eq!(scan.skipped, vec![]);
         assert_eq!(scan.lines, 10);
-        assert_eq!(scan.last_state, Some(LastState { line: 9, task: Some(AgentTask { agent_runtime_id: "agent-8b41".into(), task_id: "task_0d77".into(), registered_at: "2026-04-18T16:40:03Z".into() }) }));
+        assert_eq!(
+            scan.last_state,
+            Some(LastState {
+                line: 9,
+                task: Some(AgentTask {
+                    agent_runtime_id: "agent-8b41".into(),
+                    task_id: "task_0d77".into(),
+                    registered_at: "2026-04-18T16:40:03Z".into()
+                })
+            })
+        );
     }
 
     #[test]
@@ -226,19 +251,32 @@ mod tests {
 
     #[test]
     fn rule15_damaged_lines_are_skipped_and_reported() {
-        let good = RolloutLine { timestamp: Timestamp::SIM_EPOCH, item: RolloutItem::SessionState(Some(task("agent-1", "t1"))) }.to_json();
+        let good = RolloutLine {
+            timestamp: Timestamp::SIM_EPOCH,
+            item: RolloutItem::SessionState(Some(task("agent-1", "t1"))),
+        }
+        .to_json();
         let mut bytes = Vec::new();
         bytes.extend_from_slice(good.as_bytes());
         bytes.extend_from_slice(b"\nnot json\n");
-        bytes.extend_from_slice(b"{\"timestamp\":\"2026-04-18T14:02:12.004Z\",\"type\":\"mystery\",\"payload\":{}}\n");
+        bytes.extend_from_slice(
+            b"{\"timestamp\":\"2026-04-18T14:02:12.004Z\",\"type\":\"mystery\",\"payload\":{}}\n",
+        );
         bytes.extend_from_slice(b"{\"timestamp\":\"2026-04-18T14:02:12.004Z\",\"type\":\"session_state\",\"payload\":{\"agent_task\":{\"task_id\":5}}}\n");
         bytes.extend_from_slice(&[0xff, 0xfe, b'\n']);
         bytes.extend_from_slice(&good.as_bytes()[..good.len() / 2]);
         let scan = scan(&bytes);
-        let reasons: Vec<(usize, &str)> = scan.skipped.iter().map(|s| (s.line, s.reason.split(':').next().unwrap())).collect();
+        let reasons: Vec<(usize, &str)> =
+            scan.skipped.iter().map(|s| (s.line, s.reason.split(':').next().unwrap())).collect();
         assert_eq!(
             reasons,
-            vec![(2, "not JSON"), (3, "unknown type \"mystery\""), (4, "malformed agent_task"), (5, "not UTF-8 (byte 0)"), (6, "torn final line (not JSON")]
+            vec![
+                (2, "not JSON"),
+                (3, "unknown type \"mystery\""),
+                (4, "malformed agent_task"),
+                (5, "not UTF-8 (byte 0)"),
+                (6, "torn final line (not JSON")
+            ]
         );
         assert_eq!(scan.last_state.map(|s| s.line), Some(1));
     }

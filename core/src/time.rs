@@ -67,7 +67,11 @@ impl Timestamp {
             }
             Ok(part.iter().fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0')))
         };
-        if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':'
+        if b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't')
+            || b[13] != b':'
+            || b[16] != b':'
         {
             return Err(err("expected YYYY-MM-DDTHH:MM:SS"));
         }
@@ -113,7 +117,8 @@ impl Timestamp {
             _ => return Err(err("expected Z or an offset")),
         };
         let days = days_from_civil(year as i64, month, day);
-        let secs = days * 86_400 + (hour * 3600 + minute * 60 + second.min(59)) as i64 - offset_secs;
+        let secs =
+            days * 86_400 + (hour * 3600 + minute * 60 + second.min(59)) as i64 - offset_secs;
         if secs < 0 {
             return Err(err("before 1970"));
         }
@@ -186,7 +191,10 @@ mod tests {
     #[test]
     fn sim_epoch_formats_as_documented() {
         assert_eq!(Timestamp::SIM_EPOCH.rfc3339_secs(), "2026-04-18T14:00:00Z");
-        assert_eq!(Timestamp::SIM_EPOCH.plus_ms(130_001).rfc3339_millis(), "2026-04-18T14:02:10.001Z");
+        assert_eq!(
+            Timestamp::SIM_EPOCH.plus_ms(130_001).rfc3339_millis(),
+            "2026-04-18T14:02:10.001Z"
+        );
     }
 
     #[test]
@@ -202,7 +210,16 @@ mod tests {
 
     #[test]
     fn parse_refuses_garbage() {
-        for bad in ["", "2026-04-18", "2026-13-01T00:00:00Z", "2025-02-29T00:00:00Z", "2026-04-18T14:02:10", "2026-04-18T14:02:10.Z", "1969-12-31T23:59:59Z", "２026-04-18T14:02:10Z"] {
+        for bad in [
+            "",
+            "2026-04-18",
+            "2026-13-01T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-04-18T14:02:10",
+            "2026-04-18T14:02:10.Z",
+            "1969-12-31T23:59:59Z",
+            "２026-04-18T14:02:10Z",
+        ] {
             assert!(Timestamp::parse_rfc3339(bad).is_err(), "{bad} should be refused");
         }
     }

@@ -277,7 +277,12 @@ impl IdentityKey {
     }
 
     /// The `Authorization` header value for a downstream request.
-    pub fn assertion_header(&self, agent_runtime_id: &str, task_id: &str, timestamp: &str) -> String {
+    pub fn assertion_header(
+        &self,
+        agent_runtime_id: &str,
+        task_id: &str,
+        timestamp: &str,
+    ) -> String {
         let assertion = AgentAssertion {
             agent_runtime_id: agent_runtime_id.to_owned(),
             signature: self.sign_base64(&format!("{agent_runtime_id}:{task_id}:{timestamp}")),
@@ -305,7 +310,9 @@ pub fn parse_ssh_public_key(text: &str) -> Result<VerifyingKey, KeyError> {
     if parts.next() != Some("ssh-ed25519") {
         return Err(KeyError::BadPublicKey);
     }
-    let blob = STANDARD.decode(parts.next().ok_or(KeyError::BadPublicKey)?).map_err(|_| KeyError::BadPublicKey)?;
+    let blob = STANDARD
+        .decode(parts.next().ok_or(KeyError::BadPublicKey)?)
+        .map_err(|_| KeyError::BadPublicKey)?;
     let mut rest = blob.as_slice();
     let mut field = || -> Result<&[u8], KeyError> {
         if rest.len() < 4 {
@@ -361,8 +368,12 @@ pub fn parse_assertion_header(value: &str) -> Result<AgentAssertion, AssertionEr
 }
 
 /// Verifies an assertion's signature under `key`.
-pub fn verify_assertion(key: &VerifyingKey, assertion: &AgentAssertion) -> Result<(), AssertionError> {
-    let message = format!("{}:{}:{}", assertion.agent_runtime_id, assertion.task_id, assertion.timestamp);
+pub fn verify_assertion(
+    key: &VerifyingKey,
+    assertion: &AgentAssertion,
+) -> Result<(), AssertionError> {
+    let message =
+        format!("{}:{}:{}", assertion.agent_runtime_id, assertion.task_id, assertion.timestamp);
     if verify_signature(key, &message, &assertion.signature) {
         Ok(())
     } else {
@@ -433,7 +444,10 @@ mod tests {
         let encoded = header.strip_prefix("AgentAssertion ").unwrap();
         let json = String::from_utf8(URL_SAFE_NO_PAD.decode(encoded).unwrap()).unwrap();
         assert!(json.starts_with(r#"{"agent_runtime_id":"agent-1","signature":""#), "{json}");
-        assert!(json.ends_with(r#"","task_id":"task-1","timestamp":"2026-04-18T14:02:11Z"}"#), "{json}");
+        assert!(
+            json.ends_with(r#"","task_id":"task-1","timestamp":"2026-04-18T14:02:11Z"}"#),
+            "{json}"
+        );
         let parsed = parse_assertion_header(&header).unwrap();
         let public = parse_ssh_public_key(&k.ssh_public_key()).unwrap();
         assert_eq!(verify_assertion(&public, &parsed), Ok(()));
@@ -450,7 +464,12 @@ mod tests {
 
     #[test]
     fn request_path_of_url() {
-        let req = HttpRequest { method: Method::Get, url: "http://127.0.0.1:80/v1/agent/a/task/register".into(), headers: vec![], body: None };
+        let req = HttpRequest {
+            method: Method::Get,
+            url: "http://127.0.0.1:80/v1/agent/a/task/register".into(),
+            headers: vec![],
+            body: None,
+        };
         assert_eq!(req.path(), "/v1/agent/a/task/register");
     }
 }

@@ -40,7 +40,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let current = row[j + 1];
-            row[j + 1] = if ca == *cb { previous } else { 1 + previous.min(row[j]).min(row[j + 1]) };
+            row[j + 1] =
+                if ca == *cb { previous } else { 1 + previous.min(row[j]).min(row[j + 1]) };
             previous = current;
         }
     }
@@ -53,9 +54,15 @@ mod tests {
 
     #[test]
     fn close_matches_find_typos_and_substrings() {
-        let names: Vec<String> = ["cold_start", "warm_identity", "ttl_expiry_reacquire", "ttl_expiry_as_shipped"].map(String::from).to_vec();
+        let names: Vec<String> =
+            ["cold_start", "warm_identity", "ttl_expiry_reacquire", "ttl_expiry_as_shipped"]
+                .map(String::from)
+                .to_vec();
         assert_eq!(close_matches("cold_strat", &names), vec!["cold_start"]);
-        assert_eq!(close_matches("ttl_expiry", &names), vec!["ttl_expiry_as_shipped", "ttl_expiry_reacquire"]);
+        assert_eq!(
+            close_matches("ttl_expiry", &names),
+            vec!["ttl_expiry_as_shipped", "ttl_expiry_reacquire"]
+        );
         assert!(close_matches("zzz", &names).is_empty());
     }
 }

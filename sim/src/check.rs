@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 
 use agentsim_core::wire::{self, HttpRequest, HttpResponse};
-use agentsim_core::{AgentTask, Command, Event, EventKind, InFlight, Lifecycle, RolloutItem, ThreadId, Timestamp, TurnId};
+use agentsim_core::{
+    AgentTask, Command, Event, EventKind, InFlight, Lifecycle, RolloutItem, ThreadId, Timestamp,
+    TurnId,
+};
 
 use crate::backend::Backend;
 use crate::fault::Endpoint;
@@ -96,7 +99,9 @@ impl Checker {
 
     /// Collects secrets from a response: the biscuit.
     pub fn secrets_from_response(&mut self, response: &HttpResponse) {
-        if let Some(biscuit) = response.header(wire::BISCUIT_RESPONSE_HEADER).and_then(|b| std::str::from_utf8(b).ok()) {
+        if let Some(biscuit) =
+            response.header(wire::BISCUIT_RESPONSE_HEADER).and_then(|b| std::str::from_utf8(b).ok())
+        {
             if !biscuit.is_empty() {
                 self.secrets.push(biscuit.to_owned());
             }
@@ -109,10 +114,29 @@ impl Checker {
     }
 
     /// Invariants 1, 6, 7 and 11, before a request leaves.
-    pub fn before_send(&mut self, machine: &Lifecycle, request: &HttpRequest, endpoint: Option<Endpoint>, what: &Option<InFlight>, now: Timestamp, step: usize) {
-        let agent_call = matches!(endpoint, Some(Endpoint::Biscuit | Endpoint::IdentityRegister | Endpoint::TaskRegister));
+    pub fn before_send(
+        &mut self,
+        machine: &Lifecycle,
+        request: &HttpRequest,
+        endpoint: Option<Endpoint>,
+        what: &Option<InFlight>,
+        now: Timestamp,
+        step: usize,
+    ) {
+        let agent_call = matches!(
+            endpoint,
+            Some(Endpoint::Biscuit | Endpoint::IdentityRegister | Endpoint::TaskRegister)
+        );
         if !self.flag && agent_call {
-            self.violate(1, step, format!("flag off, yet the client sent {} {}", request.method.as_str(), request.path()));
+            self.violate(
+                1,
+                step,
+                format!(
+                    "flag off, yet the client sent {} {}",
+                    request.method.as_str(),
+                    request.path()
+                ),
+            );
         }
         match what {
             Some(InFlight::TaskBiscuit { thread, .. }) => {
@@ -124,10 +148,22 @@ impl Checker {
             Some(InFlight::TaskRegister { thread, ensure }) => {
                 match self.task_biscuit_url.remove(thread) {
                     Some(url) if url == request.url => {}
-                    Some(url) => self.violate(6, step, format!("{thread}: task registration to {} preceded by a biscuit for {url}", request.url)),
-                    None => self.violate(6, step, format!("{thread}: task registration to {} without a biscuit", request.url)),
+                    Some(url) => self.violate(
+                        6,
+                        step,
+                        format!(
+                            "{thread}: task registration to {} preceded by a biscuit for {url}",
+                            request.url
+                        ),
+                    ),
+                    None => self.violate(
+                        6,
+                        step,
+                        format!("{thread}: task registration to {} without a biscuit", request.url),
+                    ),
                 }
-                let count = self.registrations_per_ensure.entry((self.generation, *ensure)).or_insert(0);
+                let count =
+                    self.registrations_per_ensure.entry((self.generation, *ensure)).or_insert(0);
                 *count += 1;
                 let limit = if self.reacquire { 3 } else { 2 };
                 if *count > limit {
@@ -139,9 +175,15 @@ impl Checker {
                 let track = self.turns.entry((thread.clone(), *turn)).or_default();
                 track.model_sent = true;
                 if track.ensure_failed {
-                    self.violate(11, step, format!("{thread} {turn}: a model request after the turn's ensure failed"));
+                    self.violate(
+                        11,
+                        step,
+                        format!("{thread} {turn}: a model request after the turn's ensure failed"),
+                    );
                 }
-                if let Some(value) = request.header("Authorization").filter(|v| v.starts_with("AgentAssertion ")) {
+                if let Some(value) =
+                    request.header("Authorization").filter(|v| v.starts_with("AgentAssertion "))
+                {
                     match wire::parse_assertion_header(value) {
                         Ok(assertion) => {
                             let current = machine.current_runtime(now);
@@ -149,7 +191,11 @@ impl Checker {
                                 self.violate(7, step, format!("{thread} {turn}: assertion for runtime {} while the current identity is {}", assertion.agent_runtime_id, current.unwrap_or("none")));
                             }
                         }
-                        Err(e) => self.violate(7, step, format!("{thread} {turn}: unreadable assertion header: {e}")),
+                        Err(e) => self.violate(
+                            7,
+                            step,
+                            format!("{thread} {turn}: unreadable assertion header: {e}"),
+                        ),
                     }
                 }
             }
@@ -158,7 +204,15 @@ impl Checker {
     }
 
     /// Invariants 1, 4 and 8, before a rollout line is written.
-    pub fn before_append(&mut self, machine: &Lifecycle, backend: &Backend, thread: &ThreadId, item: &RolloutItem, now: Timestamp, step: usize) {
+    pub fn before_append(
+        &mut self,
+        machine: &Lifecycle,
+        backend: &Backend,
+        thread: &ThreadId,
+        item: &RolloutItem,
+        now: Timestamp,
+        step: usize,
+    ) {
         let RolloutItem::SessionState(value) = item else { return };
         if !self.flag {
             self.violate(1, step, format!("flag off, yet {thread} appended a session_state"));
@@ -172,10 +226,22 @@ impl Checker {
                 }
                 match backend.task_runtime(&task.task_id) {
                     Some(runtime) if runtime == task.agent_runtime_id => {}
-                    other => self.violate(8, step, format!("{thread} persisted task {} which the backend issued to {}", task.task_id, other.as_deref().unwrap_or("nobody"))),
+                    other => self.violate(
+                        8,
+                        step,
+                        format!(
+                            "{thread} persisted task {} which the backend issued to {}",
+                            task.task_id,
+                            other.as_deref().unwrap_or("nobody")
+                        ),
+                    ),
                 }
                 if previous.as_ref() == Some(value) {
-                    self.violate(4, step, format!("{thread} appended the same session_state twice in a row"));
+                    self.violate(
+                        4,
+                        step,
+                        format!("{thread} appended the same session_state twice in a row"),
+                    );
                 }
             }
             None => {
@@ -192,7 +258,11 @@ impl Checker {
         match &event.kind {
             EventKind::Error { turn, message } => {
                 if !self.flag && message.starts_with("Agent ") {
-                    self.violate(1, step, format!("flag off, yet {} got an agent error event", event.thread));
+                    self.violate(
+                        1,
+                        step,
+                        format!("flag off, yet {} got an agent error event", event.thread),
+                    );
                 }
                 let Some(turn) = turn else { return };
                 let track = self.turns.entry((event.thread.clone(), *turn)).or_default();
@@ -201,10 +271,21 @@ impl Checker {
                 track.ensure_failed |= ensure_failed;
                 let (model_sent, errors) = (track.model_sent, track.errors);
                 if ensure_failed && model_sent {
-                    self.violate(11, step, format!("{} {turn}: ensure failed after the model request was sent", event.thread));
+                    self.violate(
+                        11,
+                        step,
+                        format!(
+                            "{} {turn}: ensure failed after the model request was sent",
+                            event.thread
+                        ),
+                    );
                 }
                 if errors > 1 {
-                    self.violate(11, step, format!("{} {turn}: more than one error event for one turn", event.thread));
+                    self.violate(
+                        11,
+                        step,
+                        format!("{} {turn}: more than one error event for one turn", event.thread),
+                    );
                 }
             }
             EventKind::TurnComplete { turn } => {
@@ -215,15 +296,30 @@ impl Checker {
     }
 
     /// Invariants 9 and 10, after a response or failure of a thread's request was handled.
-    pub fn after_delivery(&mut self, what: Option<&InFlight>, before: &ThreadsSnapshot, machine: &Lifecycle, commands: &[Command], step: usize) {
+    pub fn after_delivery(
+        &mut self,
+        what: Option<&InFlight>,
+        before: &ThreadsSnapshot,
+        machine: &Lifecycle,
+        commands: &[Command],
+        step: usize,
+    ) {
         let owner = match what {
-            Some(InFlight::TaskBiscuit { thread, .. } | InFlight::TaskRegister { thread, .. } | InFlight::Model(thread, _)) => thread,
+            Some(
+                InFlight::TaskBiscuit { thread, .. }
+                | InFlight::TaskRegister { thread, .. }
+                | InFlight::Model(thread, _),
+            ) => thread,
             _ => return,
         };
         for command in commands {
             if let Command::Emit(event) = command {
                 if &event.thread != owner {
-                    self.violate(9, step, format!("a response for {owner} emitted an event on {}", event.thread));
+                    self.violate(
+                        9,
+                        step,
+                        format!("a response for {owner} emitted an event on {}", event.thread),
+                    );
                 }
             }
         }
@@ -233,26 +329,42 @@ impl Checker {
             }
         }
         let prewarm_failed = commands.iter().any(|c| matches!(c, Command::Log(l) if l.message.starts_with("startup agent task prewarm failed")));
-        let turn_failed = commands.iter().any(|c| matches!(c, Command::Emit(Event { kind: EventKind::Error { .. }, .. })));
+        let turn_failed = commands
+            .iter()
+            .any(|c| matches!(c, Command::Emit(Event { kind: EventKind::Error { .. }, .. })));
         if prewarm_failed && !turn_failed {
-            let appended = commands.iter().any(|c| matches!(c, Command::Append { thread, .. } if thread == owner));
+            let appended = commands
+                .iter()
+                .any(|c| matches!(c, Command::Append { thread, .. } if thread == owner));
             let emitted = commands.iter().any(|c| matches!(c, Command::Emit(_)));
             let changed = before.get(owner).map(Option::as_ref) != Some(machine.cached_task(owner));
             if appended || emitted || changed {
-                self.violate(10, step, format!("{owner}: a failed prewarm changed state or emitted an event"));
+                self.violate(
+                    10,
+                    step,
+                    format!("{owner}: a failed prewarm changed state or emitted an event"),
+                );
             }
         }
     }
 
     /// Invariant 5, after every event.
-    pub fn after_event(&mut self, machine: &Lifecycle, _backend: &Backend, _now: Timestamp, step: usize) {
+    pub fn after_event(
+        &mut self,
+        machine: &Lifecycle,
+        _backend: &Backend,
+        _now: Timestamp,
+        step: usize,
+    ) {
         let in_flight = machine.in_flight();
         let mut per_thread: BTreeMap<ThreadId, u32> = BTreeMap::new();
         let mut identity = 0;
         for (_, what) in &in_flight {
             match what {
                 InFlight::IdentityBiscuit | InFlight::IdentityRegister => identity += 1,
-                InFlight::TaskBiscuit { thread, .. } | InFlight::TaskRegister { thread, .. } => *per_thread.entry(thread.clone()).or_default() += 1,
+                InFlight::TaskBiscuit { thread, .. } | InFlight::TaskRegister { thread, .. } => {
+                    *per_thread.entry(thread.clone()).or_default() += 1
+                }
                 InFlight::Model(..) => {}
             }
         }
@@ -266,13 +378,30 @@ impl Checker {
 
     /// Invariant 2, right after a resume: read-only, and the pure function of the reference rules.
     #[allow(clippy::too_many_arguments)]
-    pub fn after_resume(&mut self, thread: &ThreadId, bytes: &[u8], current: Option<&str>, restored: Option<&AgentTask>, commands: &[Command], flag: bool, step: usize) {
+    pub fn after_resume(
+        &mut self,
+        thread: &ThreadId,
+        bytes: &[u8],
+        current: Option<&str>,
+        restored: Option<&AgentTask>,
+        commands: &[Command],
+        flag: bool,
+        step: usize,
+    ) {
         if commands.iter().any(|c| matches!(c, Command::Append { thread: t, .. } if t == thread)) {
             self.violate(2, step, format!("resuming {thread} appended to its rollout"));
         }
         let predicted = reference::predict_resume(bytes, current, flag, self.persist_task);
         if predicted.as_ref() != restored {
-            self.violate(2, step, format!("resuming {thread} restored {:?}, the reference rules say {:?}", restored.map(|t| &t.task_id), predicted.map(|t| t.task_id)));
+            self.violate(
+                2,
+                step,
+                format!(
+                    "resuming {thread} restored {:?}, the reference rules say {:?}",
+                    restored.map(|t| &t.task_id),
+                    predicted.map(|t| t.task_id)
+                ),
+            );
         }
         self.persisted.insert(thread.clone(), reference::last_session_state(bytes));
     }
@@ -282,22 +411,37 @@ impl Checker {
         self.persisted.insert(thread.clone(), reference::last_session_state(bytes));
     }
 
-    /// Invariant 13, after every step.
-    pub fn quiescent(&mut self, machine: &Lifecycle, rollouts: &BTreeMap<String, Vec<u8>>, now: Timestamp, step: usize) {
+    /// Invariant 13, after every step. The last `session_state` of each rollout is tracked from
+    /// what was read at resume or fork and every append since, so no rollout is re-read.
+    pub fn quiescent(&mut self, machine: &Lifecycle, now: Timestamp, step: usize) {
         if !self.persist_task || !self.flag {
             return;
         }
         let current = machine.current_runtime(now);
         for thread in machine.threads() {
-            let bytes = rollouts.get(&thread.0).map(Vec::as_slice).unwrap_or_default();
-            let last = reference::last_session_state(bytes).flatten();
+            let last = self.persisted.get(thread).cloned().flatten().flatten();
             match (machine.cached_task(thread), last) {
                 (Some(cached), Some(last)) if *cached == last => {}
                 (Some(cached), last) => {
-                    self.violate(13, step, format!("{thread} caches {} but its rollout's last session_state is {:?}", cached.task_id, last.map(|t| t.task_id)));
+                    self.violate(
+                        13,
+                        step,
+                        format!(
+                            "{thread} caches {} but its rollout's last session_state is {:?}",
+                            cached.task_id,
+                            last.map(|t| t.task_id)
+                        ),
+                    );
                 }
                 (None, Some(last)) if current == Some(last.agent_runtime_id.as_str()) => {
-                    self.violate(13, step, format!("{thread} caches no task but its rollout ends with current task {}", last.task_id));
+                    self.violate(
+                        13,
+                        step,
+                        format!(
+                            "{thread} caches no task but its rollout ends with current task {}",
+                            last.task_id
+                        ),
+                    );
                 }
                 (None, _) => {}
             }
@@ -306,7 +450,8 @@ impl Checker {
 
     /// Invariant 14: no secret in any artifact text.
     pub fn check_secrets<'a>(&mut self, texts: impl Iterator<Item = &'a [u8]>) {
-        let secrets: Vec<&[u8]> = self.secrets.iter().filter(|s| s.len() >= 8).map(|s| s.as_bytes()).collect();
+        let secrets: Vec<&[u8]> =
+            self.secrets.iter().filter(|s| s.len() >= 8).map(|s| s.as_bytes()).collect();
         for text in texts {
             if let Some(secret) = secrets.iter().find(|s| text.windows(s.len()).any(|w| w == **s)) {
                 let shown = String::from_utf8_lossy(&secret[..6]).into_owned();

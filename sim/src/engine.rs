@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use agentsim_core::wire::{self, HttpRequest, HttpResponse};
 use agentsim_core::{
-    Auth, Binding, Command, Config, ExpiryPolicy, InFlight, Lifecycle, Level, RequestFailure,
+    Auth, Binding, Command, Config, ExpiryPolicy, InFlight, Level, Lifecycle, RequestFailure,
     RequestId, StoredIdentity, ThreadId, Timestamp, TurnId,
 };
 use rand_chacha::ChaCha20Rng;
@@ -17,10 +17,14 @@ use crate::backend::{Backend, BackendConfig};
 use crate::check::Checker;
 use crate::fault::{Endpoint, FaultKind, FaultPlan, FaultRule};
 use crate::report::{RunReport, Tally};
-use crate::scenario::{AuthSpec, CrashPoint, Expiry, InitialIdentity, ResumeSource, Scenario, Step};
+use crate::scenario::{
+    AuthSpec, CrashPoint, Expiry, InitialIdentity, ResumeSource, Scenario, Step,
+};
 use crate::seed;
 use crate::store::{FileStore, MemoryStore, RolloutStore};
-use crate::transport::{HttpTransport, MemoryTransport, SharedBackend, Transport, TransportError, MEMORY_BASE_URL};
+use crate::transport::{
+    HttpTransport, MemoryTransport, SharedBackend, Transport, TransportError, MEMORY_BASE_URL,
+};
 
 /// Which transport carries backend calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -69,7 +73,13 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> RunOptions {
-        RunOptions { seed: None, transport: TransportKind::Memory, store: StoreKind::Memory, events_per_step_cap: 100_000, timeline: true }
+        RunOptions {
+            seed: None,
+            transport: TransportKind::Memory,
+            store: StoreKind::Memory,
+            events_per_step_cap: 100_000,
+            timeline: true,
+        }
     }
 }
 
@@ -101,16 +111,35 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunReport, RunEr
 /// Checks what the parser cannot: names that refer to the core (coverage marks, event kinds).
 pub fn validate(scenario: &Scenario) -> Result<(), RunError> {
     use crate::scenario::Expect;
-    let error = |line: usize, message: String| RunError::Step { file: scenario.path.display().to_string(), line, message };
+    let error = |line: usize, message: String| RunError::Step {
+        file: scenario.path.display().to_string(),
+        line,
+        message,
+    };
     for expect in &scenario.expects {
         match &expect.value {
             Expect::Mark { name } if !agentsim_core::marks::ALL.contains(&name.as_str()) => {
-                let close = crate::catalog::close_matches(name, &agentsim_core::marks::ALL.iter().map(|m| m.to_string()).collect::<Vec<_>>());
-                let hint = if close.is_empty() { format!("known marks: {}", agentsim_core::marks::ALL.join(", ")) } else { format!("did you mean {}?", close.join(", ")) };
+                let close = crate::catalog::close_matches(
+                    name,
+                    &agentsim_core::marks::ALL.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
+                );
+                let hint = if close.is_empty() {
+                    format!("known marks: {}", agentsim_core::marks::ALL.join(", "))
+                } else {
+                    format!("did you mean {}?", close.join(", "))
+                };
                 return Err(error(expect.line, format!("unknown coverage mark {name:?}: {hint}")));
             }
-            Expect::Events { kind, .. } if !agentsim_core::EventKind::NAMES.contains(&kind.as_str()) => {
-                return Err(error(expect.line, format!("unknown event kind {kind:?}: expected one of {}", agentsim_core::EventKind::NAMES.join(", "))));
+            Expect::Events { kind, .. }
+                if !agentsim_core::EventKind::NAMES.contains(&kind.as_str()) =>
+            {
+                return Err(error(
+                    expect.line,
+                    format!(
+                        "unknown event kind {kind:?}: expected one of {}",
+                        agentsim_core::EventKind::NAMES.join(", ")
+                    ),
+                ));
             }
             _ => {}
         }
@@ -166,17 +195,24 @@ pub(crate) struct Sim {
 impl Sim {
     fn new(scenario: &Scenario, options: &RunOptions, seed: u64) -> Result<Sim, RunError> {
         let c = &scenario.config;
-        let backend = Backend::new(seed::bytes32(seed, "backend"), BackendConfig { identity_ttl_ms: c.identity_ttl_ms });
+        let backend = Backend::new(
+            seed::bytes32(seed, "backend"),
+            BackendConfig { identity_ttl_ms: c.identity_ttl_ms },
+        );
         let backend: SharedBackend = std::sync::Arc::new(std::sync::Mutex::new(backend));
         let transport: Box<dyn Transport> = match options.transport {
             TransportKind::Memory => Box::new(MemoryTransport::new(backend.clone())),
-            TransportKind::Http => Box::new(
-                HttpTransport::start(backend.clone()).map_err(|e| RunError::Harness(format!("cannot start the loopback backend: {e:#}")))?,
-            ),
+            TransportKind::Http => {
+                Box::new(HttpTransport::start(backend.clone()).map_err(|e| {
+                    RunError::Harness(format!("cannot start the loopback backend: {e:#}"))
+                })?)
+            }
         };
         let store: Box<dyn RolloutStore> = match options.store {
             StoreKind::Memory => Box::<MemoryStore>::default(),
-            StoreKind::Files => Box::new(FileStore::temporary().map_err(|e| RunError::Harness(format!("cannot create a rollout directory: {e}")))?),
+            StoreKind::Files => Box::new(FileStore::temporary().map_err(|e| {
+                RunError::Harness(format!("cannot create a rollout directory: {e}"))
+            })?),
         };
         let config = Config {
             use_agent_identity: c.flag,
@@ -238,7 +274,12 @@ impl Sim {
             }
             self.step_line = step.line;
             self.step_index = index + 1;
-            self.tally.note(self.now, self.start, "-", &format!("step {} (line {}): {}", index + 1, step.line, step.value));
+            self.tally.note(
+                self.now,
+                self.start,
+                "-",
+                &format!("step {} (line {}): {}", index + 1, step.line, step.value),
+            );
             self.step(scenario, &step.value).map_err(|message| RunError::Step {
                 file: scenario.path.display().to_string(),
                 line: step.line,
@@ -248,7 +289,11 @@ impl Sim {
         }
         if self.checker.violation.is_none() {
             self.tally.note(self.now, self.start, "-", "end of steps: settle");
-            self.settle().map_err(|message| RunError::Step { file: scenario.path.display().to_string(), line: 0, message })?;
+            self.settle().map_err(|message| RunError::Step {
+                file: scenario.path.display().to_string(),
+                line: 0,
+                message,
+            })?;
             self.check_quiescent();
         }
         Ok(())
@@ -258,7 +303,9 @@ impl Sim {
         match step {
             Step::Start { thread } => {
                 if self.store.exists(thread) {
-                    return Err(format!("thread {thread:?} already has a rollout: use `resume {thread}`"));
+                    return Err(format!(
+                        "thread {thread:?} already has a rollout: use `resume {thread}`"
+                    ));
                 }
                 let machine = self.live_machine()?;
                 if machine.has_thread(&ThreadId(thread.clone())) {
@@ -270,7 +317,9 @@ impl Sim {
             }
             Step::Resume { thread, from } => self.resume(scenario, thread, from)?,
             Step::Fork { child, parent } => {
-                let bytes = self.read_rollout(parent)?.ok_or_else(|| format!("thread {parent:?} has no rollout to fork"))?;
+                let bytes = self
+                    .read_rollout(parent)?
+                    .ok_or_else(|| format!("thread {parent:?} has no rollout to fork"))?;
                 if self.store.exists(child) {
                     return Err(format!("thread {child:?} already has a rollout"));
                 }
@@ -282,7 +331,12 @@ impl Sim {
                 let now = self.now;
                 self.checker.after_fork(&ThreadId(child.clone()), &bytes);
                 let scan = self.machine_mut().fork_thread(now, ThreadId(child.clone()), &bytes);
-                self.tally.note(self.now, self.start, child, &format!("forked from {parent}: copied {} lines", scan.lines));
+                self.tally.note(
+                    self.now,
+                    self.start,
+                    child,
+                    &format!("forked from {parent}: copied {} lines", scan.lines),
+                );
                 self.drain(None);
             }
             Step::Turn { thread, text, wait } => {
@@ -308,7 +362,12 @@ impl Sim {
             Step::Settle => self.settle()?,
             Step::RotateIdentity => {
                 if self.auth.binding().is_none() {
-                    self.tally.note(self.now, self.start, "-", "rotate_identity: no workspace is signed in; nothing to rotate");
+                    self.tally.note(
+                        self.now,
+                        self.start,
+                        "-",
+                        "rotate_identity: no workspace is signed in; nothing to rotate",
+                    );
                 } else {
                     self.register_out_of_band("rotated identity");
                     if let Some(p) = self.process.as_mut() {
@@ -318,8 +377,14 @@ impl Sim {
                 }
             }
             Step::ExpireIdentity | Step::RevokeIdentity => {
-                let Some(runtime) = self.auth_store.as_ref().map(|i| i.agent_runtime_id.clone()) else {
-                    self.tally.note(self.now, self.start, "-", "no identity in the auth store; nothing to expire or revoke");
+                let Some(runtime) = self.auth_store.as_ref().map(|i| i.agent_runtime_id.clone())
+                else {
+                    self.tally.note(
+                        self.now,
+                        self.start,
+                        "-",
+                        "no identity in the auth store; nothing to expire or revoke",
+                    );
                     return Ok(());
                 };
                 let mut backend = self.backend.lock().expect("backend lock");
@@ -356,18 +421,30 @@ impl Sim {
         Ok(())
     }
 
-    fn resume(&mut self, scenario: &Scenario, thread: &str, from: &ResumeSource) -> Result<(), String> {
+    fn resume(
+        &mut self,
+        scenario: &Scenario,
+        thread: &str,
+        from: &ResumeSource,
+    ) -> Result<(), String> {
         let id = ThreadId(thread.to_owned());
         if self.live_machine()?.has_thread(&id) {
-            return Err(format!("thread {thread:?} is already running in this process: `crash` or `restart` first"));
+            return Err(format!(
+                "thread {thread:?} is already running in this process: `crash` or `restart` first"
+            ));
         }
         let bytes = match from {
-            ResumeSource::Own => self.read_rollout(thread)?.ok_or_else(|| format!("thread {thread:?} has no rollout to resume"))?,
+            ResumeSource::Own => self
+                .read_rollout(thread)?
+                .ok_or_else(|| format!("thread {thread:?} has no rollout to resume"))?,
             ResumeSource::File(path) => {
                 let full = scenario.resolve(path);
-                let bytes = std::fs::read(&full).map_err(|e| format!("cannot read rollout {}: {e}", full.display()))?;
+                let bytes = std::fs::read(&full)
+                    .map_err(|e| format!("cannot read rollout {}: {e}", full.display()))?;
                 if self.store.exists(thread) {
-                    return Err(format!("thread {thread:?} already has a rollout; resume it without `from`"));
+                    return Err(format!(
+                        "thread {thread:?} already has a rollout; resume it without `from`"
+                    ));
                 }
                 self.write_rollout(thread, &bytes)?;
                 bytes
@@ -382,14 +459,41 @@ impl Sim {
         let restored = self.machine_mut().cached_task(&id).cloned();
         let last = match &scan.last_state {
             None => "no session_state".to_owned(),
-            Some(s) => format!("last session_state at line {}: {}", s.line, crate::report::task_text(s.task.as_ref())),
+            Some(s) => format!(
+                "last session_state at line {}: {}",
+                s.line,
+                crate::report::task_text(s.task.as_ref())
+            ),
         };
-        self.tally.note(self.now, self.start, thread, &format!("resume: {} lines, {last}, {} skipped, restored {}", scan.lines, scan.skipped.len(), crate::report::task_text(restored.as_ref())));
+        self.tally.note(
+            self.now,
+            self.start,
+            thread,
+            &format!(
+                "resume: {} lines, {last}, {} skipped, restored {}",
+                scan.lines,
+                scan.skipped.len(),
+                crate::report::task_text(restored.as_ref())
+            ),
+        );
         for skipped in &scan.skipped {
-            self.tally.note(self.now, self.start, thread, &format!("resume skipped line {}: {}", skipped.line, skipped.reason));
+            self.tally.note(
+                self.now,
+                self.start,
+                thread,
+                &format!("resume skipped line {}: {}", skipped.line, skipped.reason),
+            );
         }
         let commands = self.drain(None);
-        self.checker.after_resume(&id, &bytes, current.as_deref(), restored.as_ref(), &commands, self.config.use_agent_identity, self.step_index);
+        self.checker.after_resume(
+            &id,
+            &bytes,
+            current.as_deref(),
+            restored.as_ref(),
+            &commands,
+            self.config.use_agent_identity,
+            self.step_index,
+        );
         Ok(())
     }
 
@@ -410,7 +514,10 @@ impl Sim {
             }
             events += 1;
             if events >= self.options.events_per_step_cap {
-                return Err(format!("the drive loop hit its cap of {} events in one step", self.options.events_per_step_cap));
+                return Err(format!(
+                    "the drive loop hit its cap of {} events in one step",
+                    self.options.events_per_step_cap
+                ));
             }
         }
         Ok(())
@@ -421,7 +528,10 @@ impl Sim {
         while self.checker.violation.is_none() && self.pop_next(Some(target)) {
             events += 1;
             if events >= self.options.events_per_step_cap {
-                return Err(format!("the drive loop hit its cap of {} events in one step", self.options.events_per_step_cap));
+                return Err(format!(
+                    "the drive loop hit its cap of {} events in one step",
+                    self.options.events_per_step_cap
+                ));
             }
         }
         Ok(())
@@ -443,11 +553,18 @@ impl Sim {
                 }
                 if self.crash_on_response == Some(endpoint) && response.is_success() {
                     self.crash_on_response = None;
-                    self.crash(&format!("crash on the {endpoint} response (the backend already succeeded)"));
+                    self.crash(&format!(
+                        "crash on the {endpoint} response (the backend already succeeded)"
+                    ));
                     return true;
                 }
                 let what = self.in_flight_of(id);
-                self.tally.note(now, self.start, &purpose_thread(&what), &format!("← {} {}", response.status, purpose_text(&what)));
+                self.tally.note(
+                    now,
+                    self.start,
+                    &purpose_thread(&what),
+                    &format!("← {} {}", response.status, purpose_text(&what)),
+                );
                 let before = self.checker.snapshot_threads(self.machine_ref());
                 self.machine_mut().handle_response(now, id, response);
                 self.drain(Some((what, before)));
@@ -461,7 +578,12 @@ impl Sim {
                     RequestFailure::Timeout => "timed out",
                     RequestFailure::Connection => "connection failed",
                 };
-                self.tally.note(now, self.start, &purpose_thread(&what), &format!("✗ {} {text}", purpose_text(&what)));
+                self.tally.note(
+                    now,
+                    self.start,
+                    &purpose_thread(&what),
+                    &format!("✗ {} {text}", purpose_text(&what)),
+                );
                 let before = self.checker.snapshot_threads(self.machine_ref());
                 self.machine_mut().handle_request_failed(now, id, failure);
                 self.drain(Some((what, before)));
@@ -471,11 +593,12 @@ impl Sim {
     }
 
     /// Carries out every command the machine has queued, in order; returns them.
-    fn drain(&mut self, cause: Option<(Option<InFlight>, crate::check::ThreadsSnapshot)>) -> Vec<Command> {
+    fn drain(
+        &mut self,
+        cause: Option<(Option<InFlight>, crate::check::ThreadsSnapshot)>,
+    ) -> Vec<Command> {
         let mut done = Vec::new();
-        loop {
-            let Some(process) = self.process.as_mut() else { break };
-            let Some(command) = process.machine.poll_command() else { break };
+        while let Some(command) = self.process.as_mut().and_then(|p| p.machine.poll_command()) {
             self.execute(&command);
             done.push(command);
             if self.checker.violation.is_some() {
@@ -483,7 +606,13 @@ impl Sim {
             }
         }
         if let (Some((what, before)), Some(process)) = (cause, self.process.as_ref()) {
-            self.checker.after_delivery(what.as_ref(), &before, &process.machine, &done, self.step_index);
+            self.checker.after_delivery(
+                what.as_ref(),
+                &before,
+                &process.machine,
+                &done,
+                self.step_index,
+            );
         }
         if let Some(process) = self.process.as_ref() {
             let backend = self.backend.lock().expect("backend lock");
@@ -506,11 +635,20 @@ impl Sim {
                         self.checker.harness_failure(format!("rollout append failed: {e}"));
                     }
                     self.torn.insert(thread.0.clone());
-                    self.crash(&format!("crash in the middle of appending to {thread}'s rollout (torn line)"));
+                    self.crash(&format!(
+                        "crash in the middle of appending to {thread}'s rollout (torn line)"
+                    ));
                     return;
                 }
                 let machine = &self.process.as_ref().expect("live").machine;
-                self.checker.before_append(machine, &self.backend.lock().expect("backend lock"), thread, &line.item, now, self.step_index);
+                self.checker.before_append(
+                    machine,
+                    &self.backend.lock().expect("backend lock"),
+                    thread,
+                    &line.item,
+                    now,
+                    self.step_index,
+                );
                 if self.torn.remove(&thread.0) {
                     text.insert(0, '\n');
                 }
@@ -525,7 +663,16 @@ impl Sim {
             }
             Command::StoreIdentity(stored) => {
                 self.checker.secrets.push(stored.private_key.clone());
-                self.tally.note(now, self.start, "-", &format!("auth store: identity {} stored{}", stored.agent_runtime_id, expiry_text(stored.expires_at)));
+                self.tally.note(
+                    now,
+                    self.start,
+                    "-",
+                    &format!(
+                        "auth store: identity {} stored{}",
+                        stored.agent_runtime_id,
+                        expiry_text(stored.expires_at)
+                    ),
+                );
                 self.auth_store = Some(stored.clone());
             }
             Command::DeleteIdentity => {
@@ -560,25 +707,42 @@ impl Sim {
         let (at, scheduled, outcome_text) = match (outcome, &fault) {
             (Err(TransportError::Reset), _) => {
                 let at = self.now.plus_ms(latency.min(timeout_ms));
-                (at, Scheduled::Fail { generation, id, failure: RequestFailure::Connection }, "connection reset".to_owned())
+                (
+                    at,
+                    Scheduled::Fail { generation, id, failure: RequestFailure::Connection },
+                    "connection reset".to_owned(),
+                )
             }
             (Err(TransportError::Io(e)), _) => {
-                self.checker.harness_failure(format!("transport failed on {} {}: {e}", request.method.as_str(), request.path()));
+                self.checker.harness_failure(format!(
+                    "transport failed on {} {}: {e}",
+                    request.method.as_str(),
+                    request.path()
+                ));
                 return;
             }
             (Ok(_), Some(FaultKind::Timeout)) => {
                 let at = self.now.plus_ms(timeout_ms);
-                (at, Scheduled::Fail { generation, id, failure: RequestFailure::Timeout }, format!("no answer: times out after {timeout_ms}ms"))
+                (
+                    at,
+                    Scheduled::Fail { generation, id, failure: RequestFailure::Timeout },
+                    format!("no answer: times out after {timeout_ms}ms"),
+                )
             }
             (Ok(response), _) => {
                 let at = self.now.plus_ms(latency);
-                let text = format!("{} after {latency}ms{}", response.status, crate::report::response_summary(endpoint, &response));
+                let text = format!(
+                    "{} after {latency}ms{}",
+                    response.status,
+                    crate::report::response_summary(endpoint, &response)
+                );
                 self.checker.secrets_from_response(&response);
                 let endpoint = endpoint.unwrap_or(Endpoint::Model);
                 (at, Scheduled::Deliver { generation, id, endpoint, response }, text)
             }
         };
-        let fault_text = fault.as_ref().map(|f| format!(" [fault {}]", f.name())).unwrap_or_default();
+        let fault_text =
+            fault.as_ref().map(|f| format!(" [fault {}]", f.name())).unwrap_or_default();
         let line = format!(
             "#{} {} {} {}{} ({}){fault_text} -> {outcome_text}",
             self.request_count,
@@ -597,7 +761,12 @@ impl Sim {
     // ---- process lifecycle ---------------------------------------------------------------
 
     fn crash(&mut self, why: &str) {
-        self.tally.note(self.now, self.start, "-", &format!("process {} dies: {why}", self.generation));
+        self.tally.note(
+            self.now,
+            self.start,
+            "-",
+            &format!("process {} dies: {why}", self.generation),
+        );
         self.process = None;
         self.crash_on_append = None;
         // Everything in flight dies with the process.
@@ -607,10 +776,24 @@ impl Sim {
     fn restart_process(&mut self) {
         self.generation += 1;
         let core_seed = seed::bytes32(self.seed, &format!("core/{}", self.generation));
-        let machine = Lifecycle::new(self.config.clone(), self.auth.clone(), self.auth_store.clone(), core_seed);
+        let machine = Lifecycle::new(
+            self.config.clone(),
+            self.auth.clone(),
+            self.auth_store.clone(),
+            core_seed,
+        );
         self.process = Some(Process { machine, generation: self.generation });
         self.checker.process_started(self.generation);
-        self.tally.note(self.now, self.start, "-", &format!("process {} starts ({})", self.generation, crate::report::auth_text(&self.auth)));
+        self.tally.note(
+            self.now,
+            self.start,
+            "-",
+            &format!(
+                "process {} starts ({})",
+                self.generation,
+                crate::report::auth_text(&self.auth)
+            ),
+        );
         self.drain(None);
     }
 
@@ -619,7 +802,9 @@ impl Sim {
     }
 
     fn live_machine(&self) -> Result<&Lifecycle, String> {
-        self.process.as_ref().map(|p| &p.machine).ok_or_else(|| "no process is running (the last one crashed): add a `restart` step".to_owned())
+        self.process.as_ref().map(|p| &p.machine).ok_or_else(|| {
+            "no process is running (the last one crashed): add a `restart` step".to_owned()
+        })
     }
 
     fn machine_ref(&self) -> &Lifecycle {
@@ -657,7 +842,10 @@ impl Sim {
                         token
                     }
                 };
-                Auth::ChatGpt { binding: Binding { account_id: account.clone(), user_id: user.clone() }, access_token: token }
+                Auth::ChatGpt {
+                    binding: Binding { account_id: account.clone(), user_id: user.clone() },
+                    access_token: token,
+                }
             }
         }
     }
@@ -670,7 +858,8 @@ impl Sim {
         let key = wire::IdentityKey::from_seed(seed_bytes);
         let mut backend = self.backend.lock().expect("backend lock");
         backend.set_now(self.now);
-        let response = backend.register_identity_out_of_band(&binding.account_id, &key.ssh_public_key());
+        let response =
+            backend.register_identity_out_of_band(&binding.account_id, &key.ssh_public_key());
         drop(backend);
         let stored = StoredIdentity {
             binding,
@@ -680,7 +869,16 @@ impl Sim {
             expires_at: response.expires_at.and_then(|t| Timestamp::parse_rfc3339(&t).ok()),
         };
         self.checker.secrets.push(stored.private_key.clone());
-        self.tally.note(self.now, self.start, "-", &format!("{why}: auth store now holds {}{}", stored.agent_runtime_id, expiry_text(stored.expires_at)));
+        self.tally.note(
+            self.now,
+            self.start,
+            "-",
+            &format!(
+                "{why}: auth store now holds {}{}",
+                stored.agent_runtime_id,
+                expiry_text(stored.expires_at)
+            ),
+        );
         self.auth_store = Some(stored);
     }
 
@@ -689,14 +887,14 @@ impl Sim {
     }
 
     fn write_rollout(&mut self, thread: &str, bytes: &[u8]) -> Result<(), String> {
-        self.store.append(thread, bytes).map_err(|e| format!("cannot write {thread}'s rollout: {e}"))
+        self.store
+            .append(thread, bytes)
+            .map_err(|e| format!("cannot write {thread}'s rollout: {e}"))
     }
 
     fn check_quiescent(&mut self) {
         if let Some(p) = self.process.as_ref() {
-            let rollouts: BTreeMap<String, Vec<u8>> =
-                p.machine.threads().filter_map(|t| self.store.read(&t.0).ok().flatten().map(|b| (t.0.clone(), b))).collect();
-            self.checker.quiescent(&p.machine, &rollouts, self.now, self.step_index);
+            self.checker.quiescent(&p.machine, self.now, self.step_index);
         }
     }
 
@@ -708,30 +906,59 @@ impl Sim {
                     rollouts.insert(thread, bytes);
                 }
                 Ok(None) => {}
-                Err(e) => self.checker.harness_failure(format!("cannot read {thread}'s rollout: {e}")),
+                Err(e) => {
+                    self.checker.harness_failure(format!("cannot read {thread}'s rollout: {e}"))
+                }
             }
         }
-        let cached: BTreeMap<String, Option<agentsim_core::AgentTask>> = match self.process.as_ref() {
-            Some(p) => p.machine.threads().map(|t| (t.0.clone(), p.machine.cached_task(t).cloned())).collect(),
+        let cached: BTreeMap<String, Option<agentsim_core::AgentTask>> = match self.process.as_ref()
+        {
+            Some(p) => p
+                .machine
+                .threads()
+                .map(|t| (t.0.clone(), p.machine.cached_task(t).cloned()))
+                .collect(),
             None => BTreeMap::new(),
         };
-        let current_runtime = self.process.as_ref().and_then(|p| p.machine.current_runtime(self.now).map(str::to_owned));
+        let current_runtime = self
+            .process
+            .as_ref()
+            .and_then(|p| p.machine.current_runtime(self.now).map(str::to_owned));
         let backend = self.backend.lock().expect("backend lock");
         if self.checker.violation.is_none() {
             if let Some(v) = backend.violations().first() {
-                self.checker.violate(8, self.step_index, format!("the backend refused a protocol violation by the client: {v}"));
+                self.checker.violate(
+                    8,
+                    self.step_index,
+                    format!("the backend refused a protocol violation by the client: {v}"),
+                );
             }
         }
         let stats = backend.stats();
         drop(backend);
-        RunReport::build(scenario, self.seed, self.options.transport, self.tally, self.checker, rollouts, cached, current_runtime, stats, self.now.since(self.start))
+        RunReport::build(
+            scenario,
+            self.seed,
+            self.options.transport,
+            self.tally,
+            self.checker,
+            rollouts,
+            cached,
+            current_runtime,
+            stats,
+            self.now.since(self.start),
+        )
     }
 }
 
 /// The thread a request works for, or `-` for process-wide ones.
 fn purpose_thread(what: &Option<InFlight>) -> String {
     match what {
-        Some(InFlight::TaskBiscuit { thread, .. } | InFlight::TaskRegister { thread, .. } | InFlight::Model(thread, _)) => thread.0.clone(),
+        Some(
+            InFlight::TaskBiscuit { thread, .. }
+            | InFlight::TaskRegister { thread, .. }
+            | InFlight::Model(thread, _),
+        ) => thread.0.clone(),
         _ => "-".into(),
     }
 }
@@ -761,4 +988,3 @@ fn forward_to_tracing(line: &agentsim_core::LogLine) {
         Level::Debug => tracing::debug!(target: "agentsim_core", "{}{fields}", line.message),
     }
 }
-

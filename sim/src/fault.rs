@@ -48,7 +48,9 @@ impl Endpoint {
             agentsim_core::wire::BISCUIT_PATH => Some(Endpoint::Biscuit),
             agentsim_core::wire::IDENTITY_REGISTER_PATH => Some(Endpoint::IdentityRegister),
             agentsim_core::wire::MODEL_PATH => Some(Endpoint::Model),
-            p if p.starts_with("/v1/agent/") && p.ends_with("/task/register") => Some(Endpoint::TaskRegister),
+            p if p.starts_with("/v1/agent/") && p.ends_with("/task/register") => {
+                Some(Endpoint::TaskRegister)
+            }
             _ => None,
         }
     }
@@ -229,7 +231,11 @@ impl FaultPlan {
     /// Counts a call of `endpoint` and decides its fault. `draw` yields uniform `u32`s from the
     /// run's fault stream; it is called the same number of times whatever the outcome, so a
     /// fault decision never shifts later draws.
-    pub fn decide(&mut self, endpoint: Endpoint, mut draw: impl FnMut() -> u32) -> Option<FaultKind> {
+    pub fn decide(
+        &mut self,
+        endpoint: Endpoint,
+        mut draw: impl FnMut() -> u32,
+    ) -> Option<FaultKind> {
         let n = self.calls.entry(endpoint).or_insert(0);
         *n += 1;
         let n = *n;

@@ -81,7 +81,10 @@ fn default_scenarios_dir() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Scenario(args) => run_scenario(&args),
@@ -97,7 +100,8 @@ fn main() -> ExitCode {
 }
 
 fn list(dir: &Path) -> anyhow::Result<ExitCode> {
-    let files = sim::catalog::files_in(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let files =
+        sim::catalog::files_in(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     let width = files.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
     let mut broken = 0;
     for (name, path) in files {
@@ -121,9 +125,17 @@ fn resolve(args: &ScenarioArgs) -> anyhow::Result<Scenario> {
     if path.exists() {
         return Ok(scenario::load(&path)?);
     }
-    let names: Vec<String> = sim::catalog::files_in(&args.scenarios).unwrap_or_default().into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = sim::catalog::files_in(&args.scenarios)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     let close = sim::catalog::close_matches(&args.name, &names);
-    let hint = if close.is_empty() { "run `sim list` to see them all".to_owned() } else { format!("did you mean: {}?", close.join(", ")) };
+    let hint = if close.is_empty() {
+        "run `sim list` to see them all".to_owned()
+    } else {
+        format!("did you mean: {}?", close.join(", "))
+    };
     anyhow::bail!("no scenario named {:?} in {}: {hint}", args.name, args.scenarios.display())
 }
 
@@ -138,7 +150,11 @@ fn run_scenario(args: &ScenarioArgs) -> anyhow::Result<ExitCode> {
     if args.format == Format::Text {
         println!("scenario: {} ({})", scenario.name, scenario.description);
         println!("seed: {seed}  transport: {}", transport.name());
-        println!("replay: cargo run -p sim -- scenario {} --seed {seed} --transport {}", replay_name(args, &scenario), transport.name());
+        println!(
+            "replay: cargo run -p sim -- scenario {} --seed {seed} --transport {}",
+            replay_name(args, &scenario),
+            transport.name()
+        );
         println!();
     }
     let options = RunOptions {
@@ -152,7 +168,8 @@ fn run_scenario(args: &ScenarioArgs) -> anyhow::Result<ExitCode> {
     };
     let report = sim::run(&scenario, &options)?;
     if let Some(dir) = &args.out {
-        write_artifacts(dir, &report).with_context(|| format!("cannot write artifacts to {}", dir.display()))?;
+        write_artifacts(dir, &report)
+            .with_context(|| format!("cannot write artifacts to {}", dir.display()))?;
     }
     match args.format {
         Format::Text => print_text(&report),
@@ -176,9 +193,18 @@ fn print_text(report: &RunReport) {
     }
     println!();
     println!("--- summary");
-    let requests: Vec<String> = report.tally.request_counts.iter().map(|(e, n)| format!("{e}={n}")).collect();
+    let requests: Vec<String> =
+        report.tally.request_counts.iter().map(|(e, n)| format!("{e}={n}")).collect();
     println!("requests: {}", if requests.is_empty() { "none".into() } else { requests.join(" ") });
-    println!("events: {}  log lines: {}  virtual time: {}", report.tally.events.len(), report.tally.logs.len(), sim::report::clock(agentsim_core::Timestamp(report.virtual_ms), agentsim_core::Timestamp(0)));
+    println!(
+        "events: {}  log lines: {}  virtual time: {}",
+        report.tally.events.len(),
+        report.tally.logs.len(),
+        sim::report::clock(
+            agentsim_core::Timestamp(report.virtual_ms),
+            agentsim_core::Timestamp(0)
+        )
+    );
     for (thread, task) in &report.cached {
         println!("thread {thread}: cached task {}", sim::report::task_text(task.as_ref()));
     }

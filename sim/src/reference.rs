@@ -12,7 +12,12 @@ pub fn last_session_state(bytes: &[u8]) -> Option<Option<AgentTask>> {
 }
 
 /// The task a thread holds right after resuming `bytes` with `current_runtime` as the identity.
-pub fn predict_resume(bytes: &[u8], current_runtime: Option<&str>, flag: bool, persist_task: bool) -> Option<AgentTask> {
+pub fn predict_resume(
+    bytes: &[u8],
+    current_runtime: Option<&str>,
+    flag: bool,
+    persist_task: bool,
+) -> Option<AgentTask> {
     if !flag || !persist_task {
         return None;
     }
@@ -25,7 +30,9 @@ pub fn session_state_lines(bytes: &[u8]) -> usize {
     bytes
         .split(|b| *b == b'\n')
         .filter(|line| {
-            serde_json::from_slice::<Value>(line).ok().is_some_and(|v| v.get("type").and_then(Value::as_str) == Some("session_state"))
+            serde_json::from_slice::<Value>(line)
+                .ok()
+                .is_some_and(|v| v.get("type").and_then(Value::as_str) == Some("session_state"))
         })
         .count()
 }
@@ -45,7 +52,8 @@ fn session_state_of(line: &[u8]) -> Option<Option<AgentTask>> {
         return None;
     }
     let field = |name: &str| task.get(name).and_then(Value::as_str).map(str::to_owned);
-    let (runtime, id, at) = (field("agent_runtime_id")?, field("task_id")?, field("registered_at")?);
+    let (runtime, id, at) =
+        (field("agent_runtime_id")?, field("task_id")?, field("registered_at")?);
     if runtime.is_empty() || id.is_empty() {
         return None;
     }

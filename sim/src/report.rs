@@ -33,34 +33,45 @@ pub fn auth_text(auth: &Auth) -> String {
 /// The interesting, non-secret part of a request.
 pub fn request_summary(request: &HttpRequest) -> String {
     match request.header("Authorization") {
-        Some(value) if value.starts_with("AgentAssertion ") => match agentsim_core::wire::parse_assertion_header(value) {
-            Ok(a) => format!(" assertion={}/{}", a.agent_runtime_id, a.task_id),
-            Err(_) => " assertion=<unreadable>".into(),
-        },
+        Some(value) if value.starts_with("AgentAssertion ") => {
+            match agentsim_core::wire::parse_assertion_header(value) {
+                Ok(a) => format!(" assertion={}/{}", a.agent_runtime_id, a.task_id),
+                Err(_) => " assertion=<unreadable>".into(),
+            }
+        }
         _ if request.path() == agentsim_core::wire::MODEL_PATH => " no assertion".into(),
         _ => String::new(),
     }
 }
 
 /// The interesting, non-secret part of a response.
-pub fn response_summary(endpoint: Option<Endpoint>, response: &agentsim_core::wire::HttpResponse) -> String {
+pub fn response_summary(
+    endpoint: Option<Endpoint>,
+    response: &agentsim_core::wire::HttpResponse,
+) -> String {
     if !response.is_success() {
         let body = response.body_text();
         let cut: String = body.chars().take(80).collect();
         return format!(" {cut}");
     }
     let json: Option<serde_json::Value> = serde_json::from_slice(&response.body).ok();
-    let field = |name: &str| json.as_ref().and_then(|v| v.get(name)).and_then(|v| v.as_str()).map(str::to_owned);
+    let field = |name: &str| {
+        json.as_ref().and_then(|v| v.get(name)).and_then(|v| v.as_str()).map(str::to_owned)
+    };
     match endpoint {
-        Some(Endpoint::IdentityRegister) => field("agent_runtime_id").map(|r| format!(" runtime={r}")).unwrap_or_else(|| format!(" body of {} bytes", response.body.len())),
+        Some(Endpoint::IdentityRegister) => field("agent_runtime_id")
+            .map(|r| format!(" runtime={r}"))
+            .unwrap_or_else(|| format!(" body of {} bytes", response.body.len())),
         Some(Endpoint::TaskRegister) => match field("encrypted_task_id") {
             Some(b) => format!(" sealed task id ({} base64 chars)", b.len()),
             None => format!(" body of {} bytes", response.body.len()),
         },
-        Some(Endpoint::Biscuit) => match response.header(agentsim_core::wire::BISCUIT_RESPONSE_HEADER) {
-            Some(_) => " biscuit minted".into(),
-            None => " no biscuit header".into(),
-        },
+        Some(Endpoint::Biscuit) => {
+            match response.header(agentsim_core::wire::BISCUIT_RESPONSE_HEADER) {
+                Some(_) => " biscuit minted".into(),
+                None => " no biscuit header".into(),
+            }
+        }
         _ => String::new(),
     }
 }
@@ -99,7 +110,14 @@ impl Tally {
     }
 
     /// A request was sent.
-    pub fn request(&mut self, now: Timestamp, start: Timestamp, who: &str, endpoint: Option<Endpoint>, line: String) {
+    pub fn request(
+        &mut self,
+        now: Timestamp,
+        start: Timestamp,
+        who: &str,
+        endpoint: Option<Endpoint>,
+        line: String,
+    ) {
         if let Some(e) = endpoint {
             *self.request_counts.entry(e).or_insert(0) += 1;
         }
@@ -112,10 +130,19 @@ impl Tally {
     }
 
     /// A rollout line was appended.
-    pub fn append(&mut self, now: Timestamp, start: Timestamp, thread: &ThreadId, item: &RolloutItem) {
+    pub fn append(
+        &mut self,
+        now: Timestamp,
+        start: Timestamp,
+        thread: &ThreadId,
+        item: &RolloutItem,
+    ) {
         if self.timeline_on {
             let what = match item {
-                RolloutItem::SessionState(task) => format!("append session_state {}", task.as_ref().map_or("null".into(), |t| task_text(Some(t)))),
+                RolloutItem::SessionState(task) => format!(
+                    "append session_state {}",
+                    task.as_ref().map_or("null".into(), |t| task_text(Some(t)))
+                ),
                 other => format!("append {}", other.type_name()),
             };
             self.note(now, start, &thread.0, &what);
@@ -126,7 +153,12 @@ impl Tally {
     pub fn event(&mut self, now: Timestamp, start: Timestamp, event: &Event) {
         let text = format!("{} {event}", clock(now, start));
         if self.timeline_on {
-            self.note(now, start, &event.thread.0, &format!("event {}", event.to_string().split_once(' ').map_or("", |(_, r)| r)));
+            self.note(
+                now,
+                start,
+                &event.thread.0,
+                &format!("event {}", event.to_string().split_once(' ').map_or("", |(_, r)| r)),
+            );
         }
         self.events.push(text);
         self.event_values.push(event.clone());
@@ -215,7 +247,9 @@ impl RunReport {
         };
         for expect in &scenario.expects {
             if let Some(actual) = report.evaluate(&expect.value, current_runtime.as_deref()) {
-                report.failed_expectations.push(format!("line {}: {} ({actual})", expect.line, expect.value));
+                report
+                    .failed_expectations
+                    .push(format!("line {}: {} ({actual})", expect.line, expect.value));
             }
         }
         report
@@ -243,17 +277,23 @@ impl RunReport {
                     .tally
                     .event_values
                     .iter()
-                    .filter(|e| thread.as_ref().is_none_or(|t| e.thread.0 == *t) && e.kind.name() == kind)
+                    .filter(|e| {
+                        thread.as_ref().is_none_or(|t| e.thread.0 == *t) && e.kind.name() == kind
+                    })
                     .count() as u64;
                 check(cmp.holds(actual, *count), format!("actual {actual}"))
             }
             Expect::EventText { thread, contains } => {
-                let found = self.tally.event_values.iter().any(|e| e.thread.0 == *thread && e.kind.message().is_some_and(|m| m.contains(contains.as_str())));
+                let found = self.tally.event_values.iter().any(|e| {
+                    e.thread.0 == *thread
+                        && e.kind.message().is_some_and(|m| m.contains(contains.as_str()))
+                });
                 check(found, "no such event".into())
             }
             Expect::Task { thread, state } => {
                 let task = self.cached.get(thread).cloned().flatten();
-                let is_current = task.as_ref().is_some_and(|t| Some(t.agent_runtime_id.as_str()) == current);
+                let is_current =
+                    task.as_ref().is_some_and(|t| Some(t.agent_runtime_id.as_str()) == current);
                 let actual = format!("cached {}", task_text(task.as_ref()));
                 match state {
                     TaskExpect::Current => check(is_current, actual),
@@ -284,7 +324,10 @@ impl RunReport {
                 let hits = self.tally.marks.get(name.as_str()).copied().unwrap_or(0);
                 check(hits > 0, "never hit".into())
             }
-            Expect::Log { contains } => check(self.tally.logs.iter().any(|l| l.contains(contains.as_str())), "no such log line".into()),
+            Expect::Log { contains } => check(
+                self.tally.logs.iter().any(|l| l.contains(contains.as_str())),
+                "no such log line".into(),
+            ),
             Expect::NoLog { contains } => {
                 let found = self.tally.logs.iter().find(|l| l.contains(contains.as_str()));
                 check(found.is_none(), format!("found {:?}", found.cloned().unwrap_or_default()))
@@ -299,18 +342,35 @@ impl RunReport {
     /// One line: the verdict.
     pub fn verdict(&self) -> String {
         match (&self.violation, self.passed()) {
-            (Some(v), _) => format!("FAIL: invariant {} broken at step {}: {} (seed {})", v.invariant, v.step, v.message, self.seed),
-            (None, true) if self.expects_failure => format!("ok (canary: failed as expected, {} expectation(s) false)", self.failed_expectations.len()),
+            (Some(v), _) => format!(
+                "FAIL: invariant {} broken at step {}: {} (seed {})",
+                v.invariant, v.step, v.message, self.seed
+            ),
+            (None, true) if self.expects_failure => format!(
+                "ok (canary: failed as expected, {} expectation(s) false)",
+                self.failed_expectations.len()
+            ),
             (None, true) => "ok".into(),
-            (None, false) if self.expects_failure => "FAIL: canary scenario passed every expectation; it must fail".into(),
-            (None, false) => format!("FAIL: {} expectation(s) failed", self.failed_expectations.len()),
+            (None, false) if self.expects_failure => {
+                "FAIL: canary scenario passed every expectation; it must fail".into()
+            }
+            (None, false) => {
+                format!("FAIL: {} expectation(s) failed", self.failed_expectations.len())
+            }
         }
     }
 
     /// The snapshot: everything deterministic the run produced, one line per item.
     pub fn snapshot(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "scenario: {}\ndescription: {}\nseed: {}\nverdict: {}", self.scenario, self.description, self.seed, self.verdict());
+        let _ = writeln!(
+            out,
+            "scenario: {}\ndescription: {}\nseed: {}\nverdict: {}",
+            self.scenario,
+            self.description,
+            self.seed,
+            self.verdict()
+        );
         for failure in &self.failed_expectations {
             let _ = writeln!(out, "  expectation: {failure}");
         }
@@ -322,7 +382,8 @@ impl RunReport {
             section(&mut out, &format!("rollout {thread}"), &lines);
         }
         section(&mut out, "logs", &self.tally.logs);
-        let marks: Vec<String> = self.tally.marks.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+        let marks: Vec<String> =
+            self.tally.marks.iter().map(|(k, v)| format!("{k} x{v}")).collect();
         section(&mut out, "marks", &marks);
         out
     }
