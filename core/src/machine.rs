@@ -862,7 +862,7 @@ impl Lifecycle {
                         self.fail_ensure(
                             now,
                             thread,
-                            TaskError::Identity(IdentityError::Parse { url }),
+                            TaskError::Identity(IdentityError::AlreadyExpired { url }),
                         );
                     } else {
                         self.start_attempt(now, thread);

@@ -197,6 +197,10 @@ fn rule05_identity_ready_prewarms_the_task() {
     assert_cached(&h, "t1", Some("agent-a/task-1"));
     assert_session_states(&h, "t1", &["agent-a/task-1"]);
     assert_logged_at(&h, Level::Info, "registered agent task for thread");
+    assert_not_logged(
+        &h,
+        "startup agent task prewarm failed; regular turns will retry registration",
+    );
     assert_events(&h, "t1", &[]);
 }
 
@@ -363,6 +367,7 @@ fn rule09_two_discards_end_with_no_task_and_no_error() {
     assert_requests(&h, &[BISCUIT, &task_path("agent-a"), BISCUIT, &task_path("agent-b"), MODEL]);
     assert_eq!(count_marks(&h, marks::ROTATION_DISCARDED_NEW_TASK), 2);
     assert_marked(&h, marks::ROTATION_GAVE_UP);
+    assert_not_logged(&h, "agent task registration failed");
     assert_events(&h, "t1", &TURN_1);
     assert_session_states(&h, "t1", &[]);
     assert_cached(&h, "t1", None);
@@ -899,6 +904,42 @@ fn rule18_reacquire_sign_out_while_a_refused_task_registration_is_in_flight_ends
     assert_events(&h, "t1", &TURN_1);
     assert!(!h.machine.is_turn_active(&"t1".into()));
     assert_stored(&h, None);
+}
+
+#[test]
+fn invariant06_a_401_and_two_discards_are_the_most_one_ensure_sends() {
+    // Spec invariant 6: at most 2 task registrations per ensure, plus one after a 401
+    // identity_expired under reacquire.
+    let mut h = Harness::with_identity(identity("agent-a", 1));
+    h.backend.revoke("agent-a");
+    h.start("t1");
+    h.turn("t1", 1);
+    let refused = h.answer_until(Call::TaskRegister("t1"));
+    h.answer(refused);
+    assert_marked(&h, marks::REFUSED_IDENTITY_REACQUIRED);
+    for (runtime, byte) in [("agent-b", 2), ("agent-c", 3)] {
+        let id = h.answer_until(Call::TaskRegister("t1"));
+        h.replace_store(Some(identity(runtime, byte)));
+        h.answer(id);
+    }
+    h.run_until_idle();
+    assert_requests(
+        &h,
+        &[
+            BISCUIT,
+            &task_path("agent-a"),
+            BISCUIT,
+            REGISTER,
+            BISCUIT,
+            &task_path("agent-1"),
+            BISCUIT,
+            &task_path("agent-b"),
+            MODEL,
+        ],
+    );
+    assert_eq!(h.registrations_per_ensure.values().map(|r| r.len()).collect::<Vec<_>>(), [3]);
+    assert_marked(&h, marks::ROTATION_GAVE_UP);
+    assert_events(&h, "t1", &TURN_1);
 }
 
 // ---- rule 19 -----------------------------------------------------------------------------

@@ -109,39 +109,12 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunReport, RunEr
 }
 
 /// Checks what the parser cannot: names that refer to the core (coverage marks, event kinds).
+/// [`crate::scenario::load`] checks them too, with a column; this catches scenarios built in code.
 pub fn validate(scenario: &Scenario) -> Result<(), RunError> {
-    use crate::scenario::Expect;
-    let error = |line: usize, message: String| RunError::Step {
-        file: scenario.path.display().to_string(),
-        line,
-        message,
-    };
     for expect in &scenario.expects {
-        match &expect.value {
-            Expect::Mark { name } if !agentsim_core::marks::ALL.contains(&name.as_str()) => {
-                let close = crate::catalog::close_matches(
-                    name,
-                    &agentsim_core::marks::ALL.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
-                );
-                let hint = if close.is_empty() {
-                    format!("known marks: {}", agentsim_core::marks::ALL.join(", "))
-                } else {
-                    format!("did you mean {}?", close.join(", "))
-                };
-                return Err(error(expect.line, format!("unknown coverage mark {name:?}: {hint}")));
-            }
-            Expect::Events { kind, .. }
-                if !agentsim_core::EventKind::NAMES.contains(&kind.as_str()) =>
-            {
-                return Err(error(
-                    expect.line,
-                    format!(
-                        "unknown event kind {kind:?}: expected one of {}",
-                        agentsim_core::EventKind::NAMES.join(", ")
-                    ),
-                ));
-            }
-            _ => {}
+        if let Some(message) = crate::scenario::unknown_core_name(&expect.value) {
+            let file = scenario.path.display().to_string();
+            return Err(RunError::Step { file, line: expect.line, message });
         }
     }
     Ok(())

@@ -9,6 +9,7 @@
 //! - [`report`]: a run's artifacts, expectations and snapshot text.
 
 pub mod backend;
+pub mod bench;
 pub mod catalog;
 pub mod check;
 pub mod engine;

@@ -20,6 +20,15 @@ struct Cli {
 enum Cmd {
     /// Replay one scenario and print its timeline (exit 1 when an expectation or invariant fails).
     Scenario(ScenarioArgs),
+    /// Measure the harness: simulated turns/s, HTTP requests/s, cost of a scenario run.
+    Bench {
+        /// Multiply the work (longer, steadier figures).
+        #[arg(long, default_value_t = 1)]
+        scale: usize,
+        /// The scenarios folder (every scenario's run cost is measured).
+        #[arg(long, default_value_os_t = default_scenarios_dir())]
+        scenarios: PathBuf,
+    },
     /// List the scenarios with their descriptions.
     List {
         /// The scenarios folder.
@@ -89,6 +98,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Scenario(args) => run_scenario(&args),
         Cmd::List { scenarios } => list(&scenarios),
+        Cmd::Bench { scale, scenarios } => bench(&scenarios, scale),
     };
     match result {
         Ok(code) => code,
@@ -97,6 +107,14 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn bench(dir: &Path, scale: usize) -> anyhow::Result<ExitCode> {
+    if cfg!(debug_assertions) {
+        println!("note: a debug build; use `cargo run --release -p sim -- bench` for real figures");
+    }
+    sim::bench::measure(dir, scale.max(1), |figure| println!("{figure}"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list(dir: &Path) -> anyhow::Result<ExitCode> {

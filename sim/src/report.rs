@@ -206,9 +206,27 @@ pub struct RunReport {
     pub backend: BackendStats,
     /// Virtual time the run covered.
     pub virtual_ms: u64,
+    /// Every secret the run handed out, for tests that look for leaks (see [`RunReport::secrets`]).
+    secrets: Secrets,
+}
+
+/// A run's secrets. Its `Debug` shows only how many there are, so printing a report leaks nothing.
+struct Secrets(Vec<String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} secrets, redacted>", self.0.len())
+    }
 }
 
 impl RunReport {
+    /// Every secret the run handed out: the private key of each identity stored, each access
+    /// token, each biscuit the client received. Invariant 14 says none of them is in any artifact;
+    /// the checker already looks, and this lets a test look on its own.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets.0
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn build(
         scenario: &Scenario,
@@ -244,6 +262,7 @@ impl RunReport {
             expects_failure: false,
             backend,
             virtual_ms,
+            secrets: Secrets(std::mem::take(&mut checker.secrets)),
         };
         for expect in &scenario.expects {
             if let Some(actual) = report.evaluate(&expect.value, current_runtime.as_deref()) {

@@ -9,9 +9,10 @@
 //! aside). That is what lets a shrunk property-test failure be saved as a scenario file.
 //!
 //! Parsing checks everything that can be checked without running: names, numbers and ranges, that
-//! a thread exists before a step uses it, that header lines come before the steps. It does not know
-//! the engine's event kinds or coverage marks; the engine validates those names, and decides what a
-//! step means at run time.
+//! a thread exists before a step uses it, that header lines come before the steps. [`parse`] does
+//! not check the names only the core knows (event kinds, coverage marks): [`load`] checks them with
+//! the line and column of the name, and the engine checks them again for scenarios built in code.
+//! The engine decides what a step means at run time.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -303,7 +304,61 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         at_start(format!("the file is not valid UTF-8 (at byte {byte}): save it as UTF-8"))
     })?;
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    parse(&name, path, &text)
+    let scenario = parse(&name, path, &text)?;
+    check_core_names(&scenario, &text)?;
+    Ok(scenario)
+}
+
+/// What is wrong with a name that only the core knows (a coverage mark, an event kind) given by an
+/// expectation, or `None` when the core knows it. A misspelled name is an error, never a pass.
+pub fn unknown_core_name(expect: &Expect) -> Option<String> {
+    match expect {
+        Expect::Mark { name } if !agentsim_core::marks::ALL.contains(&name.as_str()) => {
+            let known: Vec<String> =
+                agentsim_core::marks::ALL.iter().map(|m| m.to_string()).collect();
+            let close = crate::catalog::close_matches(name, &known);
+            let hint = if close.is_empty() {
+                format!("known marks: {}", agentsim_core::marks::ALL.join(", "))
+            } else {
+                format!("did you mean {}?", close.join(", "))
+            };
+            Some(format!("unknown coverage mark {name:?}: {hint}"))
+        }
+        Expect::Events { kind, .. }
+            if !agentsim_core::EventKind::NAMES.contains(&kind.as_str()) =>
+        {
+            Some(format!(
+                "unknown event kind {kind:?}: expected one of {}",
+                agentsim_core::EventKind::NAMES.join(", ")
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// [`unknown_core_name`] for every expectation of a parsed file, reported at the name's column.
+fn check_core_names(scenario: &Scenario, text: &str) -> Result<(), ScenarioError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    for expect in &scenario.expects {
+        let Some(message) = unknown_core_name(&expect.value) else { continue };
+        // The name is the third token of `expect mark <name>`, the fourth of
+        // `expect events <thread> <kind> ...`; the parser has checked that shape.
+        let index = if matches!(expect.value, Expect::Mark { .. }) { 2 } else { 3 };
+        let column = expect
+            .line
+            .checked_sub(1)
+            .and_then(|n| text.lines().nth(n))
+            .and_then(|line| lex::lex(line, 1).ok())
+            .and_then(|tokens| tokens.get(index).map(|t| t.column))
+            .unwrap_or(1);
+        return Err(ScenarioError {
+            file: scenario.path.clone(),
+            line: expect.line,
+            column,
+            message,
+        });
+    }
+    Ok(())
 }
 
 impl Scenario {
