@@ -304,6 +304,14 @@ impl Checker {
         commands: &[Command],
         step: usize,
     ) {
+        if let Some(InFlight::TaskBiscuit { thread, .. }) = what {
+            // A biscuit that failed authorizes nothing: forget it, so the retry's biscuit is the
+            // one the next registration must follow.
+            let registering = machine.in_flight().iter().any(|(_, w)| matches!(w, InFlight::TaskRegister { thread: t, .. } if t == thread));
+            if !registering {
+                self.task_biscuit_url.remove(thread);
+            }
+        }
         let owner = match what {
             Some(
                 InFlight::TaskBiscuit { thread, .. }

@@ -483,29 +483,31 @@ impl Sim {
                 return Ok(());
             }
             if !self.pop_next(None) {
-                return Err("the run is stuck: the step waits for work that can never complete (nothing is in flight)".into());
+                // A liveness failure of the lifecycle, not bad input: report it like an invariant.
+                let step = self.step_index;
+                self.checker.violate(12, step, "the run is stuck: the step waits for a turn that can never complete (nothing is in flight)".into());
+                return Ok(());
             }
             events += 1;
-            if events >= self.options.events_per_step_cap {
-                return Err(format!(
-                    "the drive loop hit its cap of {} events in one step",
-                    self.options.events_per_step_cap
-                ));
-            }
+            self.check_event_cap(events);
         }
         Ok(())
+    }
+
+    /// A step that processes this many events is looping: fail loudly instead of running forever.
+    fn check_event_cap(&mut self, events: u64) {
+        if events >= self.options.events_per_step_cap {
+            let step = self.step_index;
+            let cap = self.options.events_per_step_cap;
+            self.checker.violate(12, step, format!("the drive loop hit its cap of {cap} events in one step"));
+        }
     }
 
     fn run_until_time(&mut self, target: Timestamp) -> Result<(), String> {
         let mut events = 0u64;
         while self.checker.violation.is_none() && self.pop_next(Some(target)) {
             events += 1;
-            if events >= self.options.events_per_step_cap {
-                return Err(format!(
-                    "the drive loop hit its cap of {} events in one step",
-                    self.options.events_per_step_cap
-                ));
-            }
+            self.check_event_cap(events);
         }
         Ok(())
     }

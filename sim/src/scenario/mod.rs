@@ -292,8 +292,9 @@ pub fn parse(name: &str, path: &Path, text: &str) -> Result<Scenario, ScenarioEr
     parse::parse(name, path, text)
 }
 
-/// Reads and parses a scenario file; its name is the file stem. A file that cannot be read or is
-/// not UTF-8 is reported at line 1, column 1.
+/// Reads and parses a scenario file; its name is the file stem. A file that cannot be read is
+/// reported at line 1, column 1; a file that is not UTF-8 at the line and column of the first
+/// byte that is not.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let at_start =
         |message: String| ScenarioError { file: path.to_path_buf(), line: 1, column: 1, message };
@@ -301,7 +302,14 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         std::fs::read(path).map_err(|e| at_start(format!("cannot read the scenario file: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let byte = e.utf8_error().valid_up_to();
-        at_start(format!("the file is not valid UTF-8 (at byte {byte}): save it as UTF-8"))
+        let valid = std::str::from_utf8(&e.as_bytes()[..byte]).unwrap_or_default();
+        let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+        ScenarioError {
+            file: path.to_path_buf(),
+            line: valid.matches('\n').count() + 1,
+            column: valid[line_start..].chars().count() + 1,
+            message: format!("the file is not valid UTF-8 (at byte {byte}): save it as UTF-8"),
+        }
     })?;
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let scenario = parse(&name, path, &text)?;

@@ -457,7 +457,7 @@ fn load_reads_a_file_and_names_it_after_the_stem() {
 }
 
 #[test]
-fn load_reports_unreadable_and_non_utf8_files_at_the_start() {
+fn load_reports_unreadable_files_at_the_start_and_non_utf8_bytes_where_they_are() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.scn");
     let error = load(&missing).unwrap_err();
@@ -470,7 +470,7 @@ fn load_reports_unreadable_and_non_utf8_files_at_the_start() {
     assert_eq!(
         error.to_string(),
         format!(
-            "{}:1:1: the file is not valid UTF-8 (at byte 15): save it as UTF-8",
+            "{}:2:1: the file is not valid UTF-8 (at byte 15): save it as UTF-8",
             binary.display()
         )
     );

@@ -1,0 +1,228 @@
+//! The proptest strategies: a swarm configuration per case and a list of abstract ops.
+//!
+//! Every choice lists its simplest alternative first, because proptest shrinks a `prop_oneof!`
+//! towards its first arm: a shrunk failure drifts towards the default policies, no TTL, no
+//! faults, and plain turns.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use proptest::sample::subsequence;
+
+use crate::fault::{Endpoint, FaultKind, RandomFaults};
+use crate::scenario::{Expiry, InitialIdentity};
+
+/// The most abstract ops one case has before its liveness phase.
+pub const MAX_OPS: usize = 24;
+
+/// Identity TTLs the swarm draws from, in milliseconds. The shortest is still longer than the
+/// liveness phase can take (a few turns at the slowest latency), so the phase never straddles an
+/// expiry it did not cause.
+pub const SHORT_TTLS_MS: [u64; 3] = [120_000, 180_000, 600_000];
+/// Long TTLs: one hour and one day.
+pub const LONG_TTLS_MS: [u64; 2] = [3_600_000, 86_400_000];
+
+/// The run's configuration, drawn per case (swarm testing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Swarm {
+    /// How many thread names the case may use (1 to 4); forks use them too.
+    pub threads: u8,
+    /// The expiry policy.
+    pub expiry: Expiry,
+    /// `persist_task`.
+    pub persist_task: bool,
+    /// The `use_agent_identity` flag.
+    pub flag: bool,
+    /// The backend's identity TTL.
+    pub identity_ttl_ms: Option<u64>,
+    /// What the auth store holds at the start.
+    pub identity: InitialIdentity,
+    /// The auth at the start.
+    pub auth: AuthChoice,
+    /// The backend's latency range.
+    pub latency_ms: (u64, u64),
+    /// Random faults per endpoint (empty: a calm run).
+    pub faults: RandomFaults,
+}
+
+/// The auths a case moves between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AuthChoice {
+    /// `chatgpt account=acct-1 user=user-1`: the default workspace.
+    Home,
+    /// `chatgpt account=acct-2`: another workspace.
+    Other,
+    /// `api_key`.
+    ApiKey,
+    /// `none`: signed out.
+    SignedOut,
+}
+
+/// How far an `advance` goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdvanceBy {
+    /// Less than a typical response.
+    Short(u64),
+    /// Seconds: past latencies and request timeouts (15 s).
+    Medium(u64),
+    /// Past the identity TTL (one hour when there is none).
+    PastTtl,
+}
+
+/// One abstract op. Thread operands are indices into the threads the op can apply to when it
+/// comes (taken modulo their number), so an op stays meaningful when shrinking removes others.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// A turn that the step waits for, on a live thread.
+    Turn(u8),
+    /// Start the thread with this name index if it is new, resume it if it has a rollout and is
+    /// not running.
+    Open(u8),
+    /// Run until nothing is in flight.
+    Settle,
+    /// A turn that the step does not wait for.
+    Submit(u8),
+    /// Virtual time passes.
+    Advance(AdvanceBy),
+    /// Fork a new thread from a thread with a rollout.
+    Fork(u8),
+    /// Restart the process (killing the running one, if any).
+    Restart,
+    /// Another process rotates the identity.
+    RotateIdentity,
+    /// The auth changes.
+    Auth(AuthChoice),
+    /// The backend expires the stored identity.
+    ExpireIdentity,
+    /// The backend revokes the stored identity.
+    RevokeIdentity,
+    /// The process dies now.
+    Crash,
+    /// The next append of a live thread is torn and kills the process.
+    CrashOnAppend(u8),
+    /// The next successful answer of an endpoint is lost and kills the process.
+    CrashOnResponse(Endpoint),
+    /// Faults stop.
+    Heal,
+}
+
+/// A case body: its swarm configuration and its ops.
+pub fn body_strategy() -> BoxedStrategy<(Swarm, Vec<Op>)> {
+    (swarm_strategy(), proptest::collection::vec(op_strategy(), 0..=MAX_OPS)).boxed()
+}
+
+/// The swarm configuration of one case.
+pub fn swarm_strategy() -> impl Strategy<Value = Swarm> {
+    let policies = (
+        1u8..=4,
+        prop_oneof![3 => Just(Expiry::Reacquire), 1 => Just(Expiry::AsShipped)],
+        prop_oneof![4 => Just(true), 1 => Just(false)],
+        prop_oneof![9 => Just(true), 1 => Just(false)],
+    );
+    let world = (
+        prop_oneof![
+            5 => Just(None),
+            3 => proptest::sample::select(SHORT_TTLS_MS.to_vec()).prop_map(Some),
+            2 => proptest::sample::select(LONG_TTLS_MS.to_vec()).prop_map(Some),
+        ],
+        prop_oneof![7 => Just(InitialIdentity::None), 3 => Just(InitialIdentity::Warm)],
+        prop_oneof![17 => Just(AuthChoice::Home), 2 => Just(AuthChoice::SignedOut), 1 => Just(AuthChoice::ApiKey)],
+        prop_oneof![
+            4 => Just((5, 250)),
+            2 => Just((1, 10)),
+            2 => Just((0, 1_000)),
+            1 => Just((200, 2_000)),
+        ],
+        faults_strategy(),
+    );
+    (policies, world).prop_map(|((threads, expiry, persist_task, flag), (identity_ttl_ms, identity, auth, latency_ms, faults))| Swarm {
+        threads,
+        expiry,
+        persist_task,
+        flag,
+        identity_ttl_ms,
+        identity,
+        auth,
+        latency_ms,
+        faults,
+    })
+}
+
+/// Random faults: none for a calm run, else a rate per endpoint (from rare to every call) and a
+/// handful of kinds.
+pub fn faults_strategy() -> impl Strategy<Value = RandomFaults> {
+    let rate = || prop_oneof![3 => Just(0u16), 2 => Just(20), 2 => Just(100), 2 => Just(300), 1 => Just(1000)];
+    let stormy = ([rate(), rate(), rate(), rate()], subsequence(fault_kinds(), 1..=5)).prop_map(|(rates, kinds)| {
+        let rate_per_mille: BTreeMap<Endpoint, u16> =
+            Endpoint::ALL.into_iter().zip(rates).filter(|(_, rate)| *rate > 0).collect();
+        if rate_per_mille.is_empty() {
+            RandomFaults::default()
+        } else {
+            RandomFaults { rate_per_mille, kinds }
+        }
+    });
+    prop_oneof![2 => Just(RandomFaults::default()), 3 => stormy]
+}
+
+/// The fault kinds a storm draws from: every [`FaultKind`], with the statuses a client meets.
+pub fn fault_kinds() -> Vec<FaultKind> {
+    let status = |status: u16, body: Option<&str>| FaultKind::Status { status, body: body.map(str::to_owned) };
+    vec![
+        status(503, None),
+        FaultKind::Timeout,
+        FaultKind::Reset,
+        status(500, None),
+        status(429, None),
+        status(401, Some(r#"{"error":"identity_expired"}"#)),
+        status(401, Some(r#"{"error":"invalid_assertion"}"#)),
+        FaultKind::MalformedJson,
+        FaultKind::MissingField,
+        FaultKind::WrongJsonTypes,
+        FaultKind::EmptyBody,
+        FaultKind::WrongContentType,
+        FaultKind::HugeBody,
+        FaultKind::BadBase64,
+        FaultKind::WrongKeyBox,
+        FaultKind::NonUtf8Plaintext,
+        FaultKind::MissingBiscuitHeader,
+        FaultKind::NonUtf8BiscuitHeader,
+    ]
+}
+
+/// One abstract op, weighted towards turns and thread lifecycle.
+pub fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        20 => any::<u8>().prop_map(Op::Turn),
+        14 => any::<u8>().prop_map(Op::Open),
+        8 => Just(Op::Settle),
+        7 => any::<u8>().prop_map(Op::Submit),
+        7 => advance_strategy().prop_map(Op::Advance),
+        4 => any::<u8>().prop_map(Op::Fork),
+        4 => Just(Op::Restart),
+        3 => Just(Op::RotateIdentity),
+        4 => auth_strategy().prop_map(Op::Auth),
+        2 => Just(Op::ExpireIdentity),
+        2 => Just(Op::RevokeIdentity),
+        2 => Just(Op::Crash),
+        2 => any::<u8>().prop_map(Op::CrashOnAppend),
+        1 => proptest::sample::select(Endpoint::ALL.to_vec()).prop_map(Op::CrashOnResponse),
+        1 => Just(Op::Heal),
+    ]
+}
+
+fn advance_strategy() -> impl Strategy<Value = AdvanceBy> {
+    prop_oneof![
+        3 => (1u64..1_000).prop_map(AdvanceBy::Short),
+        3 => (1_000u64..=20_000).prop_map(AdvanceBy::Medium),
+        2 => Just(AdvanceBy::PastTtl),
+    ]
+}
+
+fn auth_strategy() -> impl Strategy<Value = AuthChoice> {
+    prop_oneof![
+        Just(AuthChoice::Home),
+        Just(AuthChoice::Other),
+        Just(AuthChoice::ApiKey),
+        Just(AuthChoice::SignedOut),
+    ]
+}

@@ -1,0 +1,340 @@
+//! Property-based fuzzing of the lifecycle: random operation sequences over one to four threads
+//! (resume, fork, turns, identity rotation, expiry and revocation, auth changes, crashes), each
+//! run by the engine with the spec-5 invariants checked at every step, and each checked at the end
+//! against a small reference model.
+//!
+//! The pieces, in the order a case goes through them:
+//!
+//! - [`gen`]: proptest strategies. A case is a [`Swarm`] configuration (policies, TTL, latency,
+//!   random fault rates and kinds: swarm testing, so some runs are calm and some are storms) and a
+//!   list of abstract [`Op`]s.
+//! - [`model`]: the generator-side model. It turns the abstract ops into scenario steps, skipping
+//!   every op that would be illegal in the state the run is in, so that any subsequence of ops
+//!   (which is what shrinking produces) is still a valid scenario. It ends every case with the
+//!   liveness phase (spec invariant 12) and writes the reference model's predictions as the
+//!   scenario's `expect` lines, so a failure replays with `sim scenario` alone.
+//! - this module: running a case ([`run_case`]), classifying its failure ([`Failure`]), shrinking
+//!   a failure under a time cap ([`shrink`]) and writing it as a scenario file ([`export`]).
+//! - [`campaign`]: the `sim fuzz` command: seeds, shards, progress, the summary.
+//!
+//! Seeds: a campaign's case `k` has the seed [`case_seed`]`(base, k)`; that one seed drives both
+//! the generation of the case and the engine's run, so `sim fuzz --case-seed S` regenerates and
+//! reruns exactly one case, and the scenario file written for it carries `seed: S`.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use proptest::strategy::{Strategy as _, ValueTree as _};
+use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, TestRng, TestRunner};
+
+use crate::engine::{RunError, RunOptions, StoreKind, TransportKind};
+use crate::report::RunReport;
+use crate::scenario::{self, Expect, Scenario};
+use crate::seed;
+
+pub mod campaign;
+pub mod gen;
+pub mod model;
+
+pub use campaign::FuzzArgs;
+pub use gen::{AdvanceBy, AuthChoice, Op, Swarm};
+pub use model::Plan;
+
+/// The deliberately planted bugs of `agentsim-core` (cargo features, off by default), with the
+/// command that shows the fuzzer finding each. `tests/fuzz.rs` checks this list against
+/// `core/Cargo.toml`.
+pub const PLANTED_BUGS: &[PlantedBug] = &[
+    PlantedBug {
+        feature: "planted-bug-restore-without-runtime-check",
+        what: "resume restores a persisted task without checking its runtime (against rule 13)",
+        command: "cargo run --release -p sim --features agentsim-core/planted-bug-restore-without-runtime-check -- fuzz --cases 10000 --out /tmp/x",
+    },
+    PlantedBug {
+        feature: "planted-bug-prewarm-before-restore",
+        what: "resume prewarms before it restores (against rule 2)",
+        command: "cargo run --release -p sim --features agentsim-core/planted-bug-prewarm-before-restore -- fuzz --cases 10000 --out /tmp/x",
+    },
+];
+
+/// One planted bug of `agentsim-core`.
+#[derive(Clone, Copy, Debug)]
+pub struct PlantedBug {
+    /// The cargo feature of `agentsim-core` that plants it.
+    pub feature: &'static str,
+    /// What the bug does.
+    pub what: &'static str,
+    /// The command that fuzzes a build with the bug planted.
+    pub command: &'static str,
+}
+
+/// One generated case: the seed of its run, its swarm configuration and its abstract ops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FuzzCase {
+    /// The engine's master seed for the run (and, in a campaign, the seed the case was generated
+    /// from).
+    pub seed: u64,
+    /// The run's configuration.
+    pub swarm: Swarm,
+    /// What happens, before the liveness phase; ops that are illegal when they come are skipped.
+    pub ops: Vec<Op>,
+    /// Expectations added after the reference model's own (empty in generated cases; tests use it
+    /// to plant a failure).
+    pub extra_expects: Vec<Expect>,
+}
+
+impl FuzzCase {
+    /// The scenario this case runs, with the model's bookkeeping.
+    pub fn plan(&self) -> Plan {
+        model::plan(self)
+    }
+
+    /// The scenario this case runs.
+    pub fn scenario(&self) -> Scenario {
+        self.plan().scenario
+    }
+}
+
+/// Why a case failed. Two failures are "the same" for replay when they are equal, and "of the
+/// same kind" for shrinking when their [`Failure::kind`]s are equal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The engine found a broken spec-5 invariant.
+    Violation {
+        /// The invariant's number (0: the harness itself failed).
+        invariant: u8,
+        /// The 1-based step during which it broke.
+        step: usize,
+        /// What happened.
+        message: String,
+    },
+    /// The run ended without a violation, but the reference model's predictions (the scenario's
+    /// `expect` lines) did not all hold.
+    Expectations(Vec<String>),
+    /// The engine refused a step (`RunError::Step`): a generator bug, or a stuck lifecycle.
+    Step {
+        /// The scenario line of the step.
+        line: usize,
+        /// The engine's message.
+        message: String,
+    },
+    /// The harness failed (`RunError::Harness`).
+    Harness(String),
+    /// The engine or the core panicked (a broken `assert!`).
+    Panic(String),
+}
+
+impl Failure {
+    /// What shrinking must preserve: the invariant, the kind of the first failed expectation, or
+    /// the kind of error.
+    pub fn kind(&self) -> String {
+        match self {
+            Failure::Violation { invariant, .. } => format!("invariant {invariant}"),
+            Failure::Expectations(list) => {
+                let first = list.first().map(String::as_str).unwrap_or_default();
+                // "line 40: expect requests task_register <= 3 (actual 4)": keep the expectation's
+                // name and, for request counts, the endpoint; thread names may change in shrinking.
+                let words: Vec<&str> = first.split_whitespace().skip(2).collect();
+                match words.as_slice() {
+                    ["expect", "requests", endpoint, ..] => format!("expect requests {endpoint}"),
+                    ["expect", name, ..] => format!("expect {name}"),
+                    _ => "expectations".into(),
+                }
+            }
+            Failure::Step { .. } => "step refused".into(),
+            Failure::Harness(_) => "harness".into(),
+            Failure::Panic(_) => "panic".into(),
+        }
+    }
+
+    /// One line for summaries and scenario descriptions.
+    pub fn summary(&self) -> String {
+        match self {
+            Failure::Violation { invariant, step, message } => {
+                format!("invariant {invariant} broken at step {step}: {message}")
+            }
+            Failure::Expectations(list) => format!(
+                "{} reference-model expectation(s) failed, first: {}",
+                list.len(),
+                list.first().map(String::as_str).unwrap_or_default()
+            ),
+            Failure::Step { line, message } => format!("the engine refused line {line}: {message}"),
+            Failure::Harness(message) => format!("harness failure: {message}"),
+            Failure::Panic(message) => format!("panicked: {message}"),
+        }
+    }
+}
+
+/// What running one case produced.
+#[derive(Debug)]
+pub struct CaseRun {
+    /// The scenario that ran (parsed back from its own text, so line numbers are the file's).
+    pub scenario: Scenario,
+    /// The report, unless the run stopped with an error or a panic.
+    pub report: Option<RunReport>,
+    /// Why it failed, if it did.
+    pub failure: Option<Failure>,
+}
+
+/// Runs one case over `transport` and checks it: engine invariants, then the reference model's
+/// expectations. `timeline` records the human timeline (slower; fuzzing leaves it off).
+pub fn run_case(case: &FuzzCase, transport: TransportKind, timeline: bool) -> CaseRun {
+    let plan = case.plan();
+    run_scenario(&reparse(&plan.scenario), transport, timeline)
+}
+
+/// Runs a scenario and classifies the outcome. Panics in the engine or the core are caught and
+/// reported as [`Failure::Panic`].
+pub fn run_scenario(scenario: &Scenario, transport: TransportKind, timeline: bool) -> CaseRun {
+    let options = RunOptions { seed: None, transport, store: StoreKind::Memory, timeline, ..RunOptions::default() };
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| crate::run(scenario, &options)));
+    let (report, failure) = match outcome {
+        Ok(Ok(report)) => {
+            let failure = failure_of(&report);
+            (Some(report), failure)
+        }
+        Ok(Err(RunError::Step { line, message, .. })) => (None, Some(Failure::Step { line, message })),
+        Ok(Err(RunError::Harness(message))) => (None, Some(Failure::Harness(message))),
+        Err(payload) => (None, Some(Failure::Panic(panic_message(payload.as_ref())))),
+    };
+    CaseRun { scenario: scenario.clone(), report, failure }
+}
+
+/// The failure a report records, if any.
+pub fn failure_of(report: &RunReport) -> Option<Failure> {
+    if let Some(v) = &report.violation {
+        return Some(Failure::Violation { invariant: v.invariant, step: v.step, message: v.message.clone() });
+    }
+    if !report.passed() {
+        return Some(Failure::Expectations(report.failed_expectations.clone()));
+    }
+    None
+}
+
+/// The case a campaign with base seed `base` runs as its case number `index`.
+pub fn case_seed(base: u64, index: u64) -> u64 {
+    let bytes = seed::bytes32(base, &format!("fuzz/case/{index}"));
+    u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
+}
+
+/// The generation of one case from its seed: the value tree proptest shrinks.
+pub struct Generated {
+    seed: u64,
+    tree: Box<dyn proptest::strategy::ValueTree<Value = (Swarm, Vec<Op>)>>,
+}
+
+impl std::fmt::Debug for Generated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generated").field("seed", &self.seed).field("case", &self.current()).finish()
+    }
+}
+
+impl Generated {
+    /// Generates the case of `seed`: the same seed gives the same case on every machine.
+    pub fn new(seed: u64) -> Generated {
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed::bytes32(seed, "fuzz/generate"));
+        let mut runner = TestRunner::new_with_rng(ProptestConfig::default(), rng);
+        let tree = gen::body_strategy().new_tree(&mut runner).expect("the body strategy never rejects");
+        Generated { seed, tree }
+    }
+
+    /// The case as the tree currently stands.
+    pub fn current(&self) -> FuzzCase {
+        let (swarm, ops) = self.tree.current();
+        FuzzCase { seed: self.seed, swarm, ops, extra_expects: Vec::new() }
+    }
+}
+
+/// What [`shrink`] found.
+#[derive(Debug)]
+pub struct Shrunk {
+    /// The smallest failing case found.
+    pub case: FuzzCase,
+    /// Its failure (of the same kind as the original).
+    pub failure: Failure,
+    /// How many candidate runs shrinking made.
+    pub runs: u64,
+    /// Whether shrinking stopped because its time ran out (the result may not be minimal).
+    pub timed_out: bool,
+}
+
+/// Shrinks a failing case (proptest's simplify/complicate walk over the generation tree), keeping
+/// only candidates that fail with a failure of the same [`Failure::kind`], until no simpler
+/// candidate fails or `budget` runs out. `extra_expects` are carried into every candidate.
+pub fn shrink(generated: &mut Generated, extra_expects: &[Expect], failure: Failure, transport: TransportKind, budget: Duration) -> Shrunk {
+    let deadline = Instant::now() + budget;
+    let kind = failure.kind();
+    let with_extras = |mut case: FuzzCase| {
+        case.extra_expects = extra_expects.to_vec();
+        case
+    };
+    let mut best = (with_extras(generated.current()), failure);
+    let mut runs = 0;
+    let mut last_failed = true;
+    let mut timed_out = false;
+    loop {
+        if Instant::now() >= deadline {
+            timed_out = true;
+            break;
+        }
+        let moved = if last_failed { generated.tree.simplify() } else { generated.tree.complicate() };
+        if !moved {
+            break;
+        }
+        let candidate = with_extras(generated.current());
+        runs += 1;
+        match run_case(&candidate, transport, false).failure {
+            Some(f) if f.kind() == kind => {
+                best = (candidate, f);
+                last_failed = true;
+            }
+            _ => last_failed = false,
+        }
+    }
+    Shrunk { case: best.0, failure: best.1, runs, timed_out }
+}
+
+/// Writes a failing case as `<dir>/fuzz-<seed>.scn`: the scenario with `seed:` set and a
+/// description naming the failure. Returns the path and the failure the written scenario gives
+/// when run over `transport` (normally the one given, unless the failure depended on something
+/// the file cannot carry).
+pub fn export(case: &FuzzCase, failure: &Failure, dir: &Path, transport: TransportKind) -> std::io::Result<(PathBuf, Option<Failure>)> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("fuzz-{}.scn", case.seed));
+    let mut scenario = case.scenario();
+    scenario.description = one_line(&format!("fuzz case {}: {}", case.seed, failure.summary()));
+    std::fs::write(&path, scenario.to_text())?;
+    let replayed = replay(&path, transport).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok((path, replayed))
+}
+
+/// Loads a scenario file and runs it the way `sim scenario <file> --transport <transport>` does;
+/// returns its failure.
+pub fn replay(path: &Path, transport: TransportKind) -> Result<Option<Failure>, scenario::ScenarioError> {
+    let scenario = scenario::load(path)?;
+    Ok(run_scenario(&scenario, transport, true).failure)
+}
+
+/// The scenario as a file would hold it: printed and parsed back, so step and expectation lines
+/// carry the line numbers of the file (engine errors and failed expectations quote them).
+pub fn reparse(scenario: &Scenario) -> Scenario {
+    let text = scenario.to_text();
+    scenario::parse(&scenario.name, &scenario.path, &text)
+        .unwrap_or_else(|e| panic!("the fuzzer printed a scenario that does not parse back: {e}\n{text}"))
+}
+
+fn one_line(text: &str) -> String {
+    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    // Descriptions are for people: keep them to a readable length.
+    flat.chars().take(300).collect::<String>().trim_end().to_owned()
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".into()
+    }
+}
