@@ -53,3 +53,23 @@ pub fn first_difference(a: &str, b: &str) -> Option<String> {
     }
     unreachable!()
 }
+
+/// `tests/fixtures/<relative>`.
+pub fn fixture(relative: &str) -> PathBuf {
+    root().join("tests").join("fixtures").join(relative)
+}
+
+/// A scenario written in a test, read as if it were the file at `path` (which need not exist):
+/// errors name that path, and rollout files it resumes from resolve next to it.
+#[track_caller]
+pub fn inline_scenario(path: &Path, text: &str) -> Scenario {
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    scenario::parse(&name, path, text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// Runs a scenario with explicit options; a run error is a test failure.
+#[track_caller]
+pub fn run_with(scenario: &Scenario, options: &RunOptions) -> RunReport {
+    sim::run(scenario, options)
+        .unwrap_or_else(|e| panic!("scenario {} could not run: {e}", scenario.name))
+}

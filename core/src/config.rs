@@ -57,6 +57,18 @@ pub struct Binding {
     pub user_id: Option<String>,
 }
 
+impl Binding {
+    /// Whether an identity registered for `self` belongs to the workspace `other`: the same
+    /// account, and the same user when both name one.
+    pub fn matches(&self, other: &Binding) -> bool {
+        self.account_id == other.account_id
+            && match (&self.user_id, &other.user_id) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
 /// How the user is signed in.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub enum Auth {

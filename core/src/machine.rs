@@ -722,13 +722,8 @@ impl Lifecycle {
         }
         let binding = self.auth.binding()?;
         let identity = self.identity.as_ref()?;
-        if identity.stored.binding.account_id != binding.account_id {
+        if !identity.stored.binding.matches(binding) {
             return None;
-        }
-        if let (Some(a), Some(b)) = (&identity.stored.binding.user_id, &binding.user_id) {
-            if a != b {
-                return None;
-            }
         }
         if self.config.expiry == ExpiryPolicy::Reacquire
             && identity.stored.expires_at.is_some_and(|at| now >= at)
@@ -746,7 +741,7 @@ impl Lifecycle {
         }
         let Some(binding) = self.auth.binding().cloned() else { return };
         let expired = self.identity.as_ref().is_some_and(|i| {
-            i.stored.binding.account_id == binding.account_id
+            i.stored.binding.matches(&binding)
                 && i.stored.expires_at.is_some_and(|at| now >= at)
         });
         if expired {
@@ -805,7 +800,7 @@ impl Lifecycle {
     fn identity_done(&mut self, now: Timestamp, result: Result<Identity, IdentityError>) {
         let op = self.identity_op.take().expect("an identity registration in flight");
         let result = match result {
-            Ok(identity) if self.auth.binding() != Some(&op.binding) => {
+            Ok(identity) if !self.auth.binding().is_some_and(|b| b.matches(&op.binding)) => {
                 // The workspace changed in flight: this identity belongs to nobody now.
                 self.mark(marks::IDENTITY_RESULT_FOR_OLD_WORKSPACE);
                 self.log(Level::Info, "discarding agent identity registered for a workspace that is no longer signed in", vec![("agent_runtime_id", identity.stored.agent_runtime_id)]);
@@ -872,8 +867,12 @@ impl Lifecycle {
         }
         match result {
             Ok(()) if self.usable_identity(now).is_some() => self.prewarm_startup_waiters(now),
-            Ok(()) | Err(IdentityError::AuthChanged) => {}
-            Err(e) => {
+            Err(IdentityError::AuthChanged) => {}
+            Ok(()) if self.startup_waiters.is_empty() => {}
+            result => {
+                // An identity that arrived already expired is, for the session start, a failed
+                // registration: say so rather than leave the start waiting silently.
+                let e = result.err().unwrap_or_else(|| IdentityError::AlreadyExpired { url: protocol::identity_register_url(&self.config) });
                 // Rule 4: one error event on each thread whose start waited for this identity.
                 for thread in std::mem::take(&mut self.startup_waiters) {
                     self.mark(marks::IDENTITY_FAILED_AT_START);

@@ -49,6 +49,9 @@ pub struct Checker {
     persisted: BTreeMap<ThreadId, Option<Option<AgentTask>>>,
     registrations_per_ensure: BTreeMap<(u32, u64), u32>,
     task_biscuit_url: BTreeMap<ThreadId, String>,
+    /// The ensure each thread's last task biscuit was for: a new ensure may follow a biscuit that
+    /// failed (its retry can be sent while the failure is still being handled).
+    task_biscuit_ensure: BTreeMap<ThreadId, u64>,
     generation: u32,
 }
 
@@ -65,6 +68,7 @@ impl Checker {
             persisted: BTreeMap::new(),
             registrations_per_ensure: BTreeMap::new(),
             task_biscuit_url: BTreeMap::new(),
+            task_biscuit_ensure: BTreeMap::new(),
             generation: 0,
         }
     }
@@ -139,9 +143,10 @@ impl Checker {
             );
         }
         match what {
-            Some(InFlight::TaskBiscuit { thread, .. }) => {
+            Some(InFlight::TaskBiscuit { thread, ensure }) => {
                 let target = request.header("X-Original-Url").unwrap_or_default().to_owned();
-                if let Some(previous) = self.task_biscuit_url.insert(thread.clone(), target) {
+                let same_ensure = self.task_biscuit_ensure.insert(thread.clone(), *ensure) == Some(*ensure);
+                if let Some(previous) = self.task_biscuit_url.insert(thread.clone(), target).filter(|_| same_ensure) {
                     self.violate(6, step, format!("{thread}: a second task biscuit before the registration it authorizes ({previous})"));
                 }
             }
@@ -304,11 +309,12 @@ impl Checker {
         commands: &[Command],
         step: usize,
     ) {
-        if let Some(InFlight::TaskBiscuit { thread, .. }) = what {
+        if let Some(InFlight::TaskBiscuit { thread, ensure }) = what {
             // A biscuit that failed authorizes nothing: forget it, so the retry's biscuit is the
-            // one the next registration must follow.
+            // one the next registration must follow (unless a new ensure already sent its own).
             let registering = machine.in_flight().iter().any(|(_, w)| matches!(w, InFlight::TaskRegister { thread: t, .. } if t == thread));
-            if !registering {
+            let superseded = self.task_biscuit_ensure.get(thread) != Some(ensure);
+            if !registering && !superseded {
                 self.task_biscuit_url.remove(thread);
             }
         }

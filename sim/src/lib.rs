@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod check;
 pub mod engine;
 pub mod fault;
+pub mod fuzz;
 pub mod reference;
 pub mod report;
 pub mod scenario;

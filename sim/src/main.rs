@@ -29,6 +29,8 @@ enum Cmd {
         #[arg(long, default_value_os_t = default_scenarios_dir())]
         scenarios: PathBuf,
     },
+    /// Fuzz the lifecycle with generated scenarios; shrink and write the first failure (exit 1).
+    Fuzz(sim::fuzz::FuzzArgs),
     /// List the scenarios with their descriptions.
     List {
         /// The scenarios folder.
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Scenario(args) => run_scenario(&args),
         Cmd::List { scenarios } => list(&scenarios),
+        Cmd::Fuzz(args) => fuzz(&args),
         Cmd::Bench { scale, scenarios } => bench(&scenarios, scale),
     };
     match result {
@@ -107,6 +110,13 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn fuzz(args: &sim::fuzz::FuzzArgs) -> anyhow::Result<ExitCode> {
+    if cfg!(debug_assertions) {
+        println!("note: a debug build; use `cargo run --release -p sim -- fuzz` for real throughput");
+    }
+    sim::fuzz::campaign::run(args)
 }
 
 fn bench(dir: &Path, scale: usize) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,323 @@
+//! `sim fuzz`: runs generated cases until the case count or the time budget runs out, or the first
+//! failure, which it shrinks, writes as a scenario file and replays.
+//!
+//! Shards split the seed space of one base seed with no overlap: shard `i/n` runs the case
+//! indices `k` with `k % n == i` (`i`, `i + n`, `i + 2n`, ...), `--cases` of them. Case `k`'s seed is
+//! [`super::case_seed`]`(base, k)`, so a CI matrix of `n` jobs with the same base seed covers `n`
+//! times as many distinct cases.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use super::{case_seed, export, run_case, shrink, CaseRun, Failure, Generated};
+use crate::engine::TransportKind;
+
+/// Arguments of `sim fuzz`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FuzzArgs {
+    /// The campaign's base seed; each case's seed derives from it and the case's index. Without
+    /// it, one is drawn from the clock (and printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// How many cases this shard runs.
+    #[arg(long, default_value_t = 1000)]
+    pub cases: u64,
+    /// Stop starting new cases after this much wall-clock time (`60s`, `5m`, `1h`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub time_budget: Option<Duration>,
+    /// Run only the case indices k with k % n == i (`i/n`), for CI matrices.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, default_value = "0/1")]
+    pub shard: Shard,
+    /// How backend calls travel.
+    #[arg(long, value_enum, default_value_t = FuzzTransport::Memory)]
+    pub transport: FuzzTransport,
+    /// Where a failing case is written, as `fuzz-<seed>.scn`.
+    #[arg(long, value_name = "DIR", default_value = "fuzz-failures")]
+    pub out: PathBuf,
+    /// The most wall-clock time shrinking a failure may take.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub shrink_time: Duration,
+    /// Run only the case with this seed (as printed for a failure), ignoring --seed and --shard.
+    #[arg(long)]
+    pub case_seed: Option<u64>,
+    /// Stop at known issues too (`sim::fuzz::KNOWN_ISSUES`), instead of counting them and going on.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// `i/n`: this job's share of the case indices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard's index, `0..count`.
+    pub index: u64,
+    /// How many shards split the indices.
+    pub count: u64,
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// How `sim fuzz` reaches the backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FuzzTransport {
+    /// In-process calls into the backend model (fast).
+    Memory,
+    /// Real HTTP to a wiremock server on loopback.
+    Http,
+}
+
+impl FuzzTransport {
+    /// The engine's transport.
+    pub fn kind(self) -> TransportKind {
+        match self {
+            FuzzTransport::Memory => TransportKind::Memory,
+            FuzzTransport::Http => TransportKind::Http,
+        }
+    }
+}
+
+/// Parses `i/n` with `i < n`.
+pub fn parse_shard(text: &str) -> Result<Shard, String> {
+    let (index, count) = text.split_once('/').ok_or_else(|| format!("expected I/N such as 0/4, found {text:?}"))?;
+    let number = |s: &str| s.trim().parse::<u64>().map_err(|_| format!("{s:?} is not a whole number in shard {text:?}"));
+    let (index, count) = (number(index)?, number(count)?);
+    if count == 0 || index >= count {
+        return Err(format!("shard {text:?}: need 0 <= I < N, e.g. 0/4 to 3/4"));
+    }
+    Ok(Shard { index, count })
+}
+
+/// Parses a duration: a number and a unit, possibly several (`500ms`, `60s`, `5m`, `1h`,
+/// `1m30s`); a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total_ms: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let number: u64 = rest[..digits].parse().map_err(|_| format!("invalid duration {text:?}: write e.g. 60s, 5m or 1h30m"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_ms = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            other => return Err(format!("unknown unit {other:?} in duration {text:?}: use ms, s, m or h")),
+        };
+        rest = &rest[unit_len..];
+        total_ms = number.checked_mul(unit_ms).and_then(|ms| total_ms.checked_add(ms)).ok_or_else(|| format!("duration {text:?} is too large"))?;
+    }
+    Ok(Duration::from_millis(total_ms))
+}
+
+/// What a campaign did.
+#[derive(Debug, Default)]
+pub struct CampaignStats {
+    /// Cases run.
+    pub cases: u64,
+    /// Scenario steps over all cases.
+    pub steps: u64,
+    /// Coverage marks hit, with the number of cases that hit each.
+    pub marks: BTreeMap<&'static str, u64>,
+    /// Known issues met: how many cases, and the first case's seed.
+    pub known: BTreeMap<&'static str, (u64, u64)>,
+}
+
+impl CampaignStats {
+    /// Counts one case.
+    pub fn add(&mut self, run: &CaseRun) {
+        self.cases += 1;
+        self.steps += run.scenario.steps.len() as u64;
+        if let Some(report) = &run.report {
+            for mark in report.tally.marks.keys() {
+                *self.marks.entry(mark).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// The marks of `agentsim_core::marks::ALL` no case hit.
+    pub fn marks_never_hit(&self) -> Vec<&'static str> {
+        agentsim_core::marks::ALL.iter().copied().filter(|m| !self.marks.contains_key(m)).collect()
+    }
+}
+
+/// Runs `sim fuzz`: exit 0 when no case failed, 1 when one did (and was written), 2 on usage
+/// errors (reported by the caller).
+pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
+    let transport = args.transport.kind();
+    let base = args.seed.unwrap_or_else(clock_seed);
+    // The seed and the replay command come first, so a killed run still shows them.
+    match args.case_seed {
+        Some(seed) => println!("fuzz: one case, seed {seed}, transport {}", transport.name()),
+        None => {
+            let budget = args.time_budget.map_or(String::new(), |b| format!(", time budget {}s", b.as_secs_f64()));
+            println!("fuzz: base seed {base}, shard {}, {} cases{budget}, transport {}", args.shard, args.cases, transport.name());
+            println!(
+                "replay: cargo run --release -p sim -- fuzz --seed {base} --cases {} --shard {} --transport {}",
+                args.cases,
+                args.shard,
+                transport.name()
+            );
+        }
+    }
+    super::quiet_panics();
+    let started = Instant::now();
+    let mut stats = CampaignStats::default();
+    let mut progress = Progress::new(std::io::stdout().is_terminal());
+    let mut found = None;
+    let indices: Box<dyn Iterator<Item = (u64, u64)>> = match args.case_seed {
+        Some(seed) => Box::new(std::iter::once((0, seed))),
+        None => {
+            let shard = args.shard;
+            Box::new((0..args.cases).map(move |j| j * shard.count + shard.index).map(move |k| (k, case_seed(base, k))))
+        }
+    };
+    for (index, seed) in indices {
+        if args.time_budget.is_some_and(|budget| started.elapsed() >= budget) {
+            break;
+        }
+        let generated = Generated::new(seed);
+        let run = run_case(&generated.current(), transport, false);
+        stats.add(&run);
+        if let Some(issue) = run.failure.as_ref().and_then(Failure::known_issue).filter(|_| !args.strict) {
+            stats.known.entry(issue.name).or_insert((0, seed)).0 += 1;
+            progress.tick(&stats, started);
+            continue;
+        }
+        if let Some(failure) = run.failure {
+            let ops_before = generated.current().ops.len();
+            found = Some((index, generated, failure, run.scenario.steps.len(), ops_before));
+            break;
+        }
+        progress.tick(&stats, started);
+    }
+    let elapsed = started.elapsed();
+    progress.finish();
+    print_summary(&stats, elapsed, args);
+    let Some((index, mut generated, failure, steps_before, ops_before)) = found else {
+        println!("result: no failure");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let seed = generated.current().seed;
+    println!();
+    println!("FAILURE in case {index} (seed {seed}): {}", failure.summary());
+    println!("rerun this case: cargo run --release -p sim -- fuzz --case-seed {seed} --transport {}", transport.name());
+    let shrink_started = Instant::now();
+    let shrunk = shrink(&mut generated, &[], failure, transport, args.shrink_time);
+    let shrunk_steps = shrunk.case.scenario().steps.len();
+    println!(
+        "shrunk in {:.1}s ({} runs{}): {} steps -> {} steps ({} generated ops -> {})",
+        shrink_started.elapsed().as_secs_f64(),
+        shrunk.runs,
+        if shrunk.timed_out { ", stopped by --shrink-time" } else { "" },
+        steps_before,
+        shrunk_steps,
+        ops_before,
+        shrunk.case.ops.len(),
+    );
+    println!("shrunk failure: {}", shrunk.failure.summary());
+    write_and_replay(&shrunk.case, &shrunk.failure, &args.out, transport)?;
+    Ok(ExitCode::from(1))
+}
+
+fn write_and_replay(case: &super::FuzzCase, failure: &Failure, out: &Path, transport: TransportKind) -> anyhow::Result<()> {
+    let (path, replayed) = export(case, failure, out, transport)?;
+    println!("wrote {}", path.display());
+    let same = |replayed: &Option<Failure>| replayed.as_ref() == Some(failure);
+    let http = if transport == TransportKind::Http { replayed.clone() } else { super::replay(&path, TransportKind::Http)? };
+    for (name, result) in [(transport.name(), &replayed), ("http", &http)] {
+        match result {
+            _ if same(result) => println!("replayed over {name}: the same failure"),
+            Some(other) => println!("REPLAY MISMATCH over {name}: the file fails differently: {}", other.summary()),
+            None => println!("REPLAY MISMATCH over {name}: the file passes"),
+        }
+    }
+    println!("replay: cargo run -p sim -- scenario {}", path.display());
+    println!("        (add the same --features as this build, if any; --transport memory runs in-process)");
+    Ok(())
+}
+
+fn print_summary(stats: &CampaignStats, elapsed: Duration, args: &FuzzArgs) {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    println!("--- summary");
+    println!(
+        "cases: {} (shard {})  steps: {}  time: {:.2}s  throughput: {:.0} cases/s, {:.0} steps/s",
+        stats.cases,
+        args.shard,
+        stats.steps,
+        secs,
+        stats.cases as f64 / secs,
+        stats.steps as f64 / secs
+    );
+    let never = stats.marks_never_hit();
+    let all = agentsim_core::marks::ALL.len();
+    let never_text = if never.is_empty() { String::new() } else { format!("; never hit: {}", never.join(", ")) };
+    println!("coverage: {}/{all} marks hit{never_text}", all - never.len());
+    for (name, (count, seed)) in &stats.known {
+        println!("known issue {name}: {count} case(s), first seed {seed} (see sim::fuzz::KNOWN_ISSUES; --strict stops at it)");
+    }
+}
+
+/// The progress line: rewritten in place on a terminal; otherwise one plain line every 10 s.
+#[derive(Debug)]
+struct Progress {
+    terminal: bool,
+    last: Option<Instant>,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(terminal: bool) -> Progress {
+        Progress { terminal, last: None, shown: false }
+    }
+
+    fn tick(&mut self, stats: &CampaignStats, started: Instant) {
+        let every = if self.terminal { Duration::from_millis(250) } else { Duration::from_secs(10) };
+        let now = Instant::now();
+        let due = self.last.map_or(now.duration_since(started) >= every, |last| now.duration_since(last) >= every);
+        if !due {
+            return;
+        }
+        self.last = Some(now);
+        let secs = now.duration_since(started).as_secs_f64().max(1e-9);
+        let line = format!(
+            "{} cases, {:.0} cases/s, {} steps, {}/{} marks",
+            stats.cases,
+            stats.cases as f64 / secs,
+            stats.steps,
+            stats.marks.len(),
+            agentsim_core::marks::ALL.len()
+        );
+        let mut out = std::io::stdout().lock();
+        if self.terminal {
+            let _ = write!(out, "\r\x1b[2K{line}");
+            let _ = out.flush();
+            self.shown = true;
+        } else {
+            let _ = writeln!(out, "progress: {line}");
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.shown {
+            println!();
+        }
+    }
+}
+
+/// A base seed when none is given: the wall clock's nanoseconds (printed before the run, so the
+/// campaign can be repeated).
+fn clock_seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    nanos as u64
+}
