@@ -166,7 +166,11 @@ impl PrefixCase<'_> {
         if self.config.use_agent_identity {
             assert_eq!(
                 skip_logs(&once.commands),
-                once.scan.skipped.iter().map(|s| (s.line.to_string(), s.reason.clone())).collect::<Vec<_>>(),
+                once.scan
+                    .skipped
+                    .iter()
+                    .map(|s| (s.line.to_string(), s.reason.clone()))
+                    .collect::<Vec<_>>(),
                 "{what}: each skipped line is logged with its number and reason"
             );
         }
@@ -179,7 +183,8 @@ impl PrefixCase<'_> {
     }
 
     fn resume(&self) -> Resumed {
-        let mut machine = Lifecycle::new(self.config.clone(), auth(), self.stored.cloned(), [9; 32]);
+        let mut machine =
+            Lifecycle::new(self.config.clone(), auth(), self.stored.cloned(), [9; 32]);
         let current = machine.current_runtime(NOW).map(str::to_owned);
         let thread = ThreadId(self.thread.to_owned());
         let scan = machine.resume_thread(NOW, thread.clone(), self.bytes);
@@ -264,7 +269,8 @@ fn cuts(bytes: &[u8]) -> Vec<Cut> {
     let mut start = 0;
     while start < bytes.len() {
         cuts.insert(Cut { len: start, torn: false });
-        let end = bytes[start..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |i| start + i);
+        let end =
+            bytes[start..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |i| start + i);
         let middle = start + (end - start) / 2;
         if middle > start {
             cuts.insert(Cut { len: middle, torn: true });
@@ -306,8 +312,14 @@ fn damaged_lines(bytes: &[u8]) -> Vec<usize> {
 }
 
 fn is_usable_line(line: &[u8]) -> bool {
-    const TYPES: [&str; 6] =
-        ["session_meta", "session_state", "turn_context", "event_msg", "response_item", "compacted"];
+    const TYPES: [&str; 6] = [
+        "session_meta",
+        "session_state",
+        "turn_context",
+        "event_msg",
+        "response_item",
+        "compacted",
+    ];
     let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(line) else { return false };
     let Some(kind) = object.get("type").and_then(Value::as_str) else { return false };
     let Some(timestamp) = object.get("timestamp").and_then(Value::as_str) else { return false };
@@ -404,7 +416,8 @@ fn crash_cases() -> Vec<CrashCase> {
             header: "description: a task registered but never recorded is registered again\n\
                      seed: 9\nfault task_register 1..2 status=503\n",
             before: "start A\nsettle\nturn A \"first\"\nsettle\n",
-            after: "crash on_response task_register\nturn A \"second\"\nrestart\nresume A\nsettle\n\
+            after:
+                "crash on_response task_register\nturn A \"second\"\nrestart\nresume A\nsettle\n\
                     turn A \"third\"\n\
                     expect task A current\nexpect last_state A task\n\
                     expect session_state_lines A = 1\nexpect requests task_register = 4\n\
@@ -442,7 +455,8 @@ impl CrashCase {
 
     /// Runs the part before the crash and the whole scenario.
     fn run(&self, store: StoreKind) -> (RunReport, RunReport) {
-        let options = RunOptions { store, transport: TransportKind::Memory, ..RunOptions::default() };
+        let options =
+            RunOptions { store, transport: TransportKind::Memory, ..RunOptions::default() };
         (run_with(&self.before_scenario(), &options), run_with(&self.full_scenario(), &options))
     }
 
@@ -499,7 +513,11 @@ impl CrashCase {
         for (thread, bytes) in &full.rollouts {
             let ids = task_ids(bytes);
             let distinct: BTreeSet<&String> = ids.iter().collect();
-            assert_eq!(distinct.len(), ids.len(), "{name}: {thread} persisted a task twice: {ids:?}");
+            assert_eq!(
+                distinct.len(),
+                ids.len(),
+                "{name}: {thread} persisted a task twice: {ids:?}"
+            );
         }
     }
 }
@@ -560,7 +578,8 @@ fn rollouts_in_real_files_give_the_same_snapshot_as_in_memory() {
     scenarios.extend(crash_cases().iter().map(CrashCase::full_scenario));
     for scenario in &scenarios {
         let report = |store| {
-            let options = RunOptions { store, transport: TransportKind::Memory, ..RunOptions::default() };
+            let options =
+                RunOptions { store, transport: TransportKind::Memory, ..RunOptions::default() };
             run_with(scenario, &options).snapshot()
         };
         let (memory, files) = (report(StoreKind::Memory), report(StoreKind::Files));

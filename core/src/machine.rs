@@ -741,8 +741,7 @@ impl Lifecycle {
         }
         let Some(binding) = self.auth.binding().cloned() else { return };
         let expired = self.identity.as_ref().is_some_and(|i| {
-            i.stored.binding.matches(&binding)
-                && i.stored.expires_at.is_some_and(|at| now >= at)
+            i.stored.binding.matches(&binding) && i.stored.expires_at.is_some_and(|at| now >= at)
         });
         if expired {
             self.mark(marks::EXPIRED_IDENTITY_REACQUIRED);
@@ -872,7 +871,9 @@ impl Lifecycle {
             result => {
                 // An identity that arrived already expired is, for the session start, a failed
                 // registration: say so rather than leave the start waiting silently.
-                let e = result.err().unwrap_or_else(|| IdentityError::AlreadyExpired { url: protocol::identity_register_url(&self.config) });
+                let e = result.err().unwrap_or_else(|| IdentityError::AlreadyExpired {
+                    url: protocol::identity_register_url(&self.config),
+                });
                 // Rule 4: one error event on each thread whose start waited for this identity.
                 for thread in std::mem::take(&mut self.startup_waiters) {
                     self.mark(marks::IDENTITY_FAILED_AT_START);

@@ -63,6 +63,9 @@ use crate::fault::{Endpoint, FaultKind};
 /// Size of the body of a [`FaultKind::HugeBody`] answer: 10 MiB.
 pub const HUGE_BODY_BYTES: usize = 10 * 1024 * 1024;
 
+/// The last instant RFC 3339 can write, `9999-12-31T23:59:59Z`.
+pub const LAST_WRITABLE_INSTANT: Timestamp = Timestamp(253_402_300_799_000);
+
 /// The `content-type` of every JSON answer.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
 
@@ -508,8 +511,12 @@ impl Backend {
     ) -> IdentityRegistrationResponse {
         let agent_runtime_id =
             self.draw_unused_id("agent-", 4, |b, id| b.runtimes.contains_key(id));
-        let expires_at_text =
-            self.config.identity_ttl_ms.map(|ttl| self.now.plus_ms(ttl).rfc3339_secs());
+        // A TTL that ends past what RFC 3339 can write ends at the last writable instant instead:
+        // the identity outlives any run either way.
+        let expires_at_text = self
+            .config
+            .identity_ttl_ms
+            .map(|ttl| self.now.plus_ms(ttl).min(LAST_WRITABLE_INSTANT).rfc3339_secs());
         // The instant the client will read back from the text, so both sides agree to the
         // millisecond on when the identity expires.
         let expires_at = expires_at_text

@@ -129,7 +129,9 @@ pub fn measure(
     Ok(figures)
 }
 
-fn timed<T, E: Into<anyhow::Error>>(f: impl FnOnce() -> Result<T, E>) -> anyhow::Result<(T, Duration)> {
+fn timed<T, E: Into<anyhow::Error>>(
+    f: impl FnOnce() -> Result<T, E>,
+) -> anyhow::Result<(T, Duration)> {
     let start = Instant::now();
     let value = f().map_err(Into::into)?;
     Ok((value, start.elapsed()))

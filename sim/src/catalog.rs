@@ -61,7 +61,7 @@ mod tests {
         assert_eq!(close_matches("cold_strat", &names), vec!["cold_start"]);
         assert_eq!(
             close_matches("ttl_expiry", &names),
-            vec!["ttl_expiry_as_shipped", "ttl_expiry_reacquire"]
+            vec!["ttl_expiry_reacquire", "ttl_expiry_as_shipped"]
         );
         assert!(close_matches("zzz", &names).is_empty());
     }

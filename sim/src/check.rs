@@ -145,8 +145,11 @@ impl Checker {
         match what {
             Some(InFlight::TaskBiscuit { thread, ensure }) => {
                 let target = request.header("X-Original-Url").unwrap_or_default().to_owned();
-                let same_ensure = self.task_biscuit_ensure.insert(thread.clone(), *ensure) == Some(*ensure);
-                if let Some(previous) = self.task_biscuit_url.insert(thread.clone(), target).filter(|_| same_ensure) {
+                let same_ensure =
+                    self.task_biscuit_ensure.insert(thread.clone(), *ensure) == Some(*ensure);
+                if let Some(previous) =
+                    self.task_biscuit_url.insert(thread.clone(), target).filter(|_| same_ensure)
+                {
                     self.violate(6, step, format!("{thread}: a second task biscuit before the registration it authorizes ({previous})"));
                 }
             }
@@ -312,7 +315,10 @@ impl Checker {
         if let Some(InFlight::TaskBiscuit { thread, ensure }) = what {
             // A biscuit that failed authorizes nothing: forget it, so the retry's biscuit is the
             // one the next registration must follow (unless a new ensure already sent its own).
-            let registering = machine.in_flight().iter().any(|(_, w)| matches!(w, InFlight::TaskRegister { thread: t, .. } if t == thread));
+            let registering = machine
+                .in_flight()
+                .iter()
+                .any(|(_, w)| matches!(w, InFlight::TaskRegister { thread: t, .. } if t == thread));
             let superseded = self.task_biscuit_ensure.get(thread) != Some(ensure);
             if !registering && !superseded {
                 self.task_biscuit_url.remove(thread);

@@ -99,6 +99,10 @@ pub enum RunError {
 /// The master seed when neither the options nor the scenario give one.
 pub const DEFAULT_SEED: u64 = 0;
 
+/// The most virtual time `advance` steps may cover in one run: 1000 years, so every timestamp a
+/// run writes stays one RFC 3339 can write (years up to 9999).
+pub const MAX_VIRTUAL_MS: u64 = 1000 * 365 * 86_400_000;
+
 /// Runs a scenario to the end (or to the first invariant violation).
 pub fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunReport, RunError> {
     validate(scenario)?;
@@ -328,6 +332,13 @@ impl Sim {
                 }
             }
             Step::Advance { ms } => {
+                if self.now.since(self.start).saturating_add(*ms) > MAX_VIRTUAL_MS {
+                    return Err(format!(
+                        "this advance would take the run past {}d of virtual time, the most a \
+                         run may cover: advance less",
+                        MAX_VIRTUAL_MS / 86_400_000
+                    ));
+                }
                 let target = self.now.plus_ms(*ms);
                 self.run_until_time(target)?;
                 self.now = target;
@@ -499,7 +510,11 @@ impl Sim {
         if events >= self.options.events_per_step_cap {
             let step = self.step_index;
             let cap = self.options.events_per_step_cap;
-            self.checker.violate(12, step, format!("the drive loop hit its cap of {cap} events in one step"));
+            self.checker.violate(
+                12,
+                step,
+                format!("the drive loop hit its cap of {cap} events in one step"),
+            );
         }
     }
 
@@ -702,6 +717,16 @@ impl Sim {
                     at,
                     Scheduled::Fail { generation, id, failure: RequestFailure::Timeout },
                     format!("no answer: times out after {timeout_ms}ms"),
+                )
+            }
+            // An answer slower than the request's timeout never reaches the client (spec section
+            // 2: every call has a 15 s timeout), however the latency range was written.
+            (Ok(_), _) if latency >= timeout_ms => {
+                let at = self.now.plus_ms(timeout_ms);
+                (
+                    at,
+                    Scheduled::Fail { generation, id, failure: RequestFailure::Timeout },
+                    format!("no answer within {timeout_ms}ms (latency {latency}ms): times out"),
                 )
             }
             (Ok(response), _) => {

@@ -88,7 +88,8 @@ enum Format {
 }
 
 fn default_scenarios_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("scenarios")
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("scenarios");
+    dir.canonicalize().unwrap_or(dir)
 }
 
 fn main() -> ExitCode {
@@ -114,7 +115,9 @@ fn main() -> ExitCode {
 
 fn fuzz(args: &sim::fuzz::FuzzArgs) -> anyhow::Result<ExitCode> {
     if cfg!(debug_assertions) {
-        println!("note: a debug build; use `cargo run --release -p sim -- fuzz` for real throughput");
+        println!(
+            "note: a debug build; use `cargo run --release -p sim -- fuzz` for real throughput"
+        );
     }
     sim::fuzz::campaign::run(args)
 }

@@ -5,6 +5,8 @@
 //! - a [`FaultKind::Reset`] is applied here, before the model, in both: the model never sees the
 //!   request and the caller gets [`TransportError::Reset`];
 //! - every other fault is handed to [`Backend::handle`], which produces it as a real response;
+//!   except a 1xx status, which HTTP cannot carry as a final response: the HTTP transport refuses
+//!   it with [`TransportError::Io`] (a harness failure), the memory transport delivers it;
 //! - responses pass through [`normalize_response`]: only the headers the model sets
 //!   (`content-type`, `x-openai-authorization`) are kept, so hyper's `date` and
 //!   `content-length` never reach a run's artifacts.
@@ -206,6 +208,15 @@ impl Transport for HttpTransport {
     ) -> Result<HttpResponse, TransportError> {
         if matches!(fault, Some(FaultKind::Reset)) {
             return Err(TransportError::Reset);
+        }
+        if let Some(FaultKind::Status { status: status @ 100..=199, .. }) = fault {
+            // HTTP/1.1 cannot end an exchange with an informational status: hyper's server answers
+            // 500 or closes the connection, whichever comes first, so the run would depend on a
+            // race. Refuse it the same way every time instead.
+            return Err(TransportError::Io(format!(
+                "status {status} cannot be sent as a final HTTP response (1xx statuses are \
+                 informational): run this scenario with the memory transport"
+            )));
         }
         self.remount_when_due();
         self.mounted_requests += 1;

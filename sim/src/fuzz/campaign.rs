@@ -18,10 +18,9 @@ use crate::engine::TransportKind;
 /// Arguments of `sim fuzz`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FuzzArgs {
-    /// The campaign's base seed; each case's seed derives from it and the case's index. Without
-    /// it, one is drawn from the clock (and printed).
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// The campaign's base seed; each case's seed derives from it and the case's index.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// How many cases this shard runs.
     #[arg(long, default_value_t = 1000)]
     pub cases: u64,
@@ -82,10 +81,20 @@ impl FuzzTransport {
     }
 }
 
+/// The case indices shard `shard` runs: `cases` of them, `k % count == index`.
+pub fn shard_indices(shard: Shard, cases: u64) -> impl Iterator<Item = u64> {
+    (0..cases).map(move |j| j * shard.count + shard.index)
+}
+
 /// Parses `i/n` with `i < n`.
 pub fn parse_shard(text: &str) -> Result<Shard, String> {
-    let (index, count) = text.split_once('/').ok_or_else(|| format!("expected I/N such as 0/4, found {text:?}"))?;
-    let number = |s: &str| s.trim().parse::<u64>().map_err(|_| format!("{s:?} is not a whole number in shard {text:?}"));
+    let (index, count) =
+        text.split_once('/').ok_or_else(|| format!("expected I/N such as 0/4, found {text:?}"))?;
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{s:?} is not a whole number in shard {text:?}"))
+    };
     let (index, count) = (number(index)?, number(count)?);
     if count == 0 || index >= count {
         return Err(format!("shard {text:?}: need 0 <= I < N, e.g. 0/4 to 3/4"));
@@ -104,7 +113,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut rest = text;
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let number: u64 = rest[..digits].parse().map_err(|_| format!("invalid duration {text:?}: write e.g. 60s, 5m or 1h30m"))?;
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {text:?}: write e.g. 60s, 5m or 1h30m"))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit_ms = match &rest[..unit_len] {
@@ -112,10 +123,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => 1_000,
             "m" => 60_000,
             "h" => 3_600_000,
-            other => return Err(format!("unknown unit {other:?} in duration {text:?}: use ms, s, m or h")),
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?} in duration {text:?}: use ms, s, m or h"
+                ))
+            }
         };
         rest = &rest[unit_len..];
-        total_ms = number.checked_mul(unit_ms).and_then(|ms| total_ms.checked_add(ms)).ok_or_else(|| format!("duration {text:?} is too large"))?;
+        total_ms = number
+            .checked_mul(unit_ms)
+            .and_then(|ms| total_ms.checked_add(ms))
+            .ok_or_else(|| format!("duration {text:?} is too large"))?;
     }
     Ok(Duration::from_millis(total_ms))
 }
@@ -153,15 +171,24 @@ impl CampaignStats {
 
 /// Runs `sim fuzz`: exit 0 when no case failed, 1 when one did (and was written), 2 on usage
 /// errors (reported by the caller).
+// Wall-clock reads here only pace the progress line and bound the time budgets; no case sees them.
+#[allow(clippy::disallowed_methods)]
 pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     let transport = args.transport.kind();
-    let base = args.seed.unwrap_or_else(clock_seed);
+    let base = args.seed;
     // The seed and the replay command come first, so a killed run still shows them.
     match args.case_seed {
         Some(seed) => println!("fuzz: one case, seed {seed}, transport {}", transport.name()),
         None => {
-            let budget = args.time_budget.map_or(String::new(), |b| format!(", time budget {}s", b.as_secs_f64()));
-            println!("fuzz: base seed {base}, shard {}, {} cases{budget}, transport {}", args.shard, args.cases, transport.name());
+            let budget = args
+                .time_budget
+                .map_or(String::new(), |b| format!(", time budget {}s", b.as_secs_f64()));
+            println!(
+                "fuzz: base seed {base}, shard {}, {} cases{budget}, transport {}",
+                args.shard,
+                args.cases,
+                transport.name()
+            );
             println!(
                 "replay: cargo run --release -p sim -- fuzz --seed {base} --cases {} --shard {} --transport {}",
                 args.cases,
@@ -178,8 +205,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     let indices: Box<dyn Iterator<Item = (u64, u64)>> = match args.case_seed {
         Some(seed) => Box::new(std::iter::once((0, seed))),
         None => {
-            let shard = args.shard;
-            Box::new((0..args.cases).map(move |j| j * shard.count + shard.index).map(move |k| (k, case_seed(base, k))))
+            Box::new(shard_indices(args.shard, args.cases).map(move |k| (k, case_seed(base, k))))
         }
     };
     for (index, seed) in indices {
@@ -189,7 +215,9 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
         let generated = Generated::new(seed);
         let run = run_case(&generated.current(), transport, false);
         stats.add(&run);
-        if let Some(issue) = run.failure.as_ref().and_then(Failure::known_issue).filter(|_| !args.strict) {
+        if let Some(issue) =
+            run.failure.as_ref().and_then(Failure::known_issue).filter(|_| !args.strict)
+        {
             stats.known.entry(issue.name).or_insert((0, seed)).0 += 1;
             progress.tick(&stats, started);
             continue;
@@ -211,7 +239,10 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     let seed = generated.current().seed;
     println!();
     println!("FAILURE in case {index} (seed {seed}): {}", failure.summary());
-    println!("rerun this case: cargo run --release -p sim -- fuzz --case-seed {seed} --transport {}", transport.name());
+    println!(
+        "rerun this case: cargo run --release -p sim -- fuzz --case-seed {seed} --transport {}",
+        transport.name()
+    );
     let shrink_started = Instant::now();
     let shrunk = shrink(&mut generated, &[], failure, transport, args.shrink_time);
     let shrunk_steps = shrunk.case.scenario().steps.len();
@@ -230,15 +261,27 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(1))
 }
 
-fn write_and_replay(case: &super::FuzzCase, failure: &Failure, out: &Path, transport: TransportKind) -> anyhow::Result<()> {
+fn write_and_replay(
+    case: &super::FuzzCase,
+    failure: &Failure,
+    out: &Path,
+    transport: TransportKind,
+) -> anyhow::Result<()> {
     let (path, replayed) = export(case, failure, out, transport)?;
     println!("wrote {}", path.display());
     let same = |replayed: &Option<Failure>| replayed.as_ref() == Some(failure);
-    let http = if transport == TransportKind::Http { replayed.clone() } else { super::replay(&path, TransportKind::Http)? };
+    let http = if transport == TransportKind::Http {
+        replayed.clone()
+    } else {
+        super::replay(&path, TransportKind::Http)?
+    };
     for (name, result) in [(transport.name(), &replayed), ("http", &http)] {
         match result {
             _ if same(result) => println!("replayed over {name}: the same failure"),
-            Some(other) => println!("REPLAY MISMATCH over {name}: the file fails differently: {}", other.summary()),
+            Some(other) => println!(
+                "REPLAY MISMATCH over {name}: the file fails differently: {}",
+                other.summary()
+            ),
             None => println!("REPLAY MISMATCH over {name}: the file passes"),
         }
     }
@@ -261,7 +304,8 @@ fn print_summary(stats: &CampaignStats, elapsed: Duration, args: &FuzzArgs) {
     );
     let never = stats.marks_never_hit();
     let all = agentsim_core::marks::ALL.len();
-    let never_text = if never.is_empty() { String::new() } else { format!("; never hit: {}", never.join(", ")) };
+    let never_text =
+        if never.is_empty() { String::new() } else { format!("; never hit: {}", never.join(", ")) };
     println!("coverage: {}/{all} marks hit{never_text}", all - never.len());
     for (name, (count, seed)) in &stats.known {
         println!("known issue {name}: {count} case(s), first seed {seed} (see sim::fuzz::KNOWN_ISSUES; --strict stops at it)");
@@ -281,10 +325,14 @@ impl Progress {
         Progress { terminal, last: None, shown: false }
     }
 
+    #[allow(clippy::disallowed_methods)]
     fn tick(&mut self, stats: &CampaignStats, started: Instant) {
-        let every = if self.terminal { Duration::from_millis(250) } else { Duration::from_secs(10) };
+        let every =
+            if self.terminal { Duration::from_millis(250) } else { Duration::from_secs(10) };
         let now = Instant::now();
-        let due = self.last.map_or(now.duration_since(started) >= every, |last| now.duration_since(last) >= every);
+        let due = self
+            .last
+            .map_or(now.duration_since(started) >= every, |last| now.duration_since(last) >= every);
         if !due {
             return;
         }
@@ -313,11 +361,4 @@ impl Progress {
             println!();
         }
     }
-}
-
-/// A base seed when none is given: the wall clock's nanoseconds (printed before the run, so the
-/// campaign can be repeated).
-fn clock_seed() -> u64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    nanos as u64
 }

@@ -13,7 +13,7 @@ use crate::fault::{Endpoint, FaultKind, RandomFaults};
 use crate::scenario::{Expiry, InitialIdentity};
 
 /// The most abstract ops one case has before its liveness phase.
-pub const MAX_OPS: usize = 24;
+pub const MAX_OPS: usize = 44;
 
 /// Identity TTLs the swarm draws from, in milliseconds. The shortest is still longer than the
 /// liveness phase can take (a few turns at the slowest latency), so the phase never straddles an
@@ -43,6 +43,10 @@ pub struct Swarm {
     pub latency_ms: (u64, u64),
     /// Random faults per endpoint (empty: a calm run).
     pub faults: RandomFaults,
+    /// Whether the world changes around the process: identity rotation, expiry and revocation,
+    /// auth changes and armed crash points (off: those ops are skipped, and the run may be quiet
+    /// enough for the strict predictions).
+    pub world_events: bool,
 }
 
 /// The auths a case moves between.
@@ -106,6 +110,19 @@ pub enum Op {
     Heal,
 }
 
+/// A whole case, its run seed included (not shrunk: another seed is another run), for
+/// `proptest!` tests.
+pub fn case_strategy() -> BoxedStrategy<super::FuzzCase> {
+    (any::<u64>().no_shrink(), body_strategy())
+        .prop_map(|(seed, (swarm, ops))| super::FuzzCase {
+            seed,
+            swarm,
+            ops,
+            extra_expects: Vec::new(),
+        })
+        .boxed()
+}
+
 /// A case body: its swarm configuration and its ops.
 pub fn body_strategy() -> BoxedStrategy<(Swarm, Vec<Op>)> {
     (swarm_strategy(), proptest::collection::vec(op_strategy(), 0..=MAX_OPS)).boxed()
@@ -121,7 +138,7 @@ pub fn swarm_strategy() -> impl Strategy<Value = Swarm> {
     );
     let world = (
         prop_oneof![
-            5 => Just(None),
+            6 => Just(None),
             3 => proptest::sample::select(SHORT_TTLS_MS.to_vec()).prop_map(Some),
             2 => proptest::sample::select(LONG_TTLS_MS.to_vec()).prop_map(Some),
         ],
@@ -134,39 +151,51 @@ pub fn swarm_strategy() -> impl Strategy<Value = Swarm> {
             1 => Just((200, 2_000)),
         ],
         faults_strategy(),
+        prop_oneof![7 => Just(true), 4 => Just(false)],
     );
-    (policies, world).prop_map(|((threads, expiry, persist_task, flag), (identity_ttl_ms, identity, auth, latency_ms, faults))| Swarm {
-        threads,
-        expiry,
-        persist_task,
-        flag,
-        identity_ttl_ms,
-        identity,
-        auth,
-        latency_ms,
-        faults,
-    })
+    (policies, world).prop_map(
+        |(
+            (threads, expiry, persist_task, flag),
+            (identity_ttl_ms, identity, auth, latency_ms, faults, world_events),
+        )| Swarm {
+            threads,
+            expiry,
+            persist_task,
+            flag,
+            identity_ttl_ms,
+            identity,
+            auth,
+            latency_ms,
+            faults,
+            world_events,
+        },
+    )
 }
 
 /// Random faults: none for a calm run, else a rate per endpoint (from rare to every call) and a
 /// handful of kinds.
 pub fn faults_strategy() -> impl Strategy<Value = RandomFaults> {
     let rate = || prop_oneof![3 => Just(0u16), 2 => Just(20), 2 => Just(100), 2 => Just(300), 1 => Just(1000)];
-    let stormy = ([rate(), rate(), rate(), rate()], subsequence(fault_kinds(), 1..=5)).prop_map(|(rates, kinds)| {
-        let rate_per_mille: BTreeMap<Endpoint, u16> =
-            Endpoint::ALL.into_iter().zip(rates).filter(|(_, rate)| *rate > 0).collect();
-        if rate_per_mille.is_empty() {
-            RandomFaults::default()
-        } else {
-            RandomFaults { rate_per_mille, kinds }
-        }
-    });
+    let stormy = ([rate(), rate(), rate(), rate()], subsequence(fault_kinds(), 1..=5)).prop_map(
+        |(rates, kinds)| {
+            let rate_per_mille: BTreeMap<Endpoint, u16> =
+                Endpoint::ALL.into_iter().zip(rates).filter(|(_, rate)| *rate > 0).collect();
+            if rate_per_mille.is_empty() {
+                RandomFaults::default()
+            } else {
+                RandomFaults { rate_per_mille, kinds }
+            }
+        },
+    );
     prop_oneof![2 => Just(RandomFaults::default()), 3 => stormy]
 }
 
 /// The fault kinds a storm draws from: every [`FaultKind`], with the statuses a client meets.
 pub fn fault_kinds() -> Vec<FaultKind> {
-    let status = |status: u16, body: Option<&str>| FaultKind::Status { status, body: body.map(str::to_owned) };
+    let status = |status: u16, body: Option<&str>| FaultKind::Status {
+        status,
+        body: body.map(str::to_owned),
+    };
     vec![
         status(503, None),
         FaultKind::Timeout,

@@ -38,7 +38,7 @@ pub mod gen;
 pub mod model;
 
 pub use campaign::FuzzArgs;
-pub use gen::{AdvanceBy, AuthChoice, Op, Swarm};
+pub use gen::{case_strategy, AdvanceBy, AuthChoice, Op, Swarm};
 pub use model::Plan;
 
 /// The deliberately planted bugs of `agentsim-core` (cargo features, off by default), with the
@@ -49,13 +49,36 @@ pub const PLANTED_BUGS: &[PlantedBug] = &[
         feature: "planted-bug-restore-without-runtime-check",
         what: "resume restores a persisted task without checking its runtime (against rule 13)",
         command: "cargo run --release -p sim --features agentsim-core/planted-bug-restore-without-runtime-check -- fuzz --cases 10000 --out /tmp/x",
+        // A scenario the fuzzer wrote for it (shrunk): invariant 2 breaks at `resume A`.
+        example: "description: planted bug restore-without-runtime-check: a task of a rotated identity is restored\n\
+                  seed: 1970210619700663050\n\nstart A\nturn A\nrestart\nrotate_identity\nheal\nresume A\nsettle\nturn A\n\n\
+                  expect task A current\nexpect last_state A task\n",
     },
     PlantedBug {
         feature: "planted-bug-prewarm-before-restore",
         what: "resume prewarms before it restores (against rule 2)",
         command: "cargo run --release -p sim --features agentsim-core/planted-bug-prewarm-before-restore -- fuzz --cases 10000 --out /tmp/x",
+        // A scenario the fuzzer wrote for it (shrunk): the resume registers a second task.
+        example: "description: planted bug prewarm-before-restore: a resume that restores a current task registers none\n\
+                  seed: 10027847721570826559\n\nstart A\nturn A\nrestart\nheal\nresume A\nsettle\nturn A\n\n\
+                  expect task A current\nexpect last_state A task\nexpect events * error = 0\n\
+                  expect requests task_register <= 1\nexpect requests identity_register <= 2\n",
     },
 ];
+
+/// One planted bug of `agentsim-core`.
+#[derive(Clone, Copy, Debug)]
+pub struct PlantedBug {
+    /// The cargo feature of `agentsim-core` that plants it.
+    pub feature: &'static str,
+    /// What the bug does.
+    pub what: &'static str,
+    /// The command that fuzzes a build with the bug planted.
+    pub command: &'static str,
+    /// The shrunk scenario the fuzzer wrote for it: it passes in a build without the bug and
+    /// fails in one with it.
+    pub example: &'static str,
+}
 
 /// Failures the fuzzer keeps finding that are already reported and not yet fixed. A campaign
 /// counts them and goes on (unless `--strict`), so it can still find something new; each carries
@@ -85,17 +108,6 @@ pub struct KnownIssue {
     pub what: &'static str,
     /// The smallest scenario showing it, as scenario text.
     pub example: &'static str,
-}
-
-/// One planted bug of `agentsim-core`.
-#[derive(Clone, Copy, Debug)]
-pub struct PlantedBug {
-    /// The cargo feature of `agentsim-core` that plants it.
-    pub feature: &'static str,
-    /// What the bug does.
-    pub what: &'static str,
-    /// The command that fuzzes a build with the bug planted.
-    pub command: &'static str,
 }
 
 /// One generated case: the seed of its run, its swarm configuration and its abstract ops.
@@ -141,7 +153,7 @@ pub enum Failure {
     /// The run ended without a violation, but the reference model's predictions (the scenario's
     /// `expect` lines) did not all hold.
     Expectations(Vec<String>),
-    /// The engine refused a step (`RunError::Step`): a generator bug, or a stuck lifecycle.
+    /// The engine refused a step (`RunError::Step`): the generator produced an illegal step.
     Step {
         /// The scenario line of the step.
         line: usize,
@@ -222,7 +234,13 @@ pub fn run_case(case: &FuzzCase, transport: TransportKind, timeline: bool) -> Ca
 /// Runs a scenario and classifies the outcome. Panics in the engine or the core are caught and
 /// reported as [`Failure::Panic`].
 pub fn run_scenario(scenario: &Scenario, transport: TransportKind, timeline: bool) -> CaseRun {
-    let options = RunOptions { seed: None, transport, store: StoreKind::Memory, timeline, ..RunOptions::default() };
+    let options = RunOptions {
+        seed: None,
+        transport,
+        store: StoreKind::Memory,
+        timeline,
+        ..RunOptions::default()
+    };
     IN_CASE.with(|flag| flag.set(true));
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| crate::run(scenario, &options)));
     IN_CASE.with(|flag| flag.set(false));
@@ -231,7 +249,9 @@ pub fn run_scenario(scenario: &Scenario, transport: TransportKind, timeline: boo
             let failure = failure_of(&report);
             (Some(report), failure)
         }
-        Ok(Err(RunError::Step { line, message, .. })) => (None, Some(Failure::Step { line, message })),
+        Ok(Err(RunError::Step { line, message, .. })) => {
+            (None, Some(Failure::Step { line, message }))
+        }
         Ok(Err(RunError::Harness(message))) => (None, Some(Failure::Harness(message))),
         Err(payload) => (None, Some(Failure::Panic(panic_message(payload.as_ref())))),
     };
@@ -241,7 +261,11 @@ pub fn run_scenario(scenario: &Scenario, transport: TransportKind, timeline: boo
 /// The failure a report records, if any.
 pub fn failure_of(report: &RunReport) -> Option<Failure> {
     if let Some(v) = &report.violation {
-        return Some(Failure::Violation { invariant: v.invariant, step: v.step, message: v.message.clone() });
+        return Some(Failure::Violation {
+            invariant: v.invariant,
+            step: v.step,
+            message: v.message.clone(),
+        });
     }
     if !report.passed() {
         return Some(Failure::Expectations(report.failed_expectations.clone()));
@@ -263,7 +287,10 @@ pub struct Generated {
 
 impl std::fmt::Debug for Generated {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Generated").field("seed", &self.seed).field("case", &self.current()).finish()
+        f.debug_struct("Generated")
+            .field("seed", &self.seed)
+            .field("case", &self.current())
+            .finish()
     }
 }
 
@@ -272,7 +299,8 @@ impl Generated {
     pub fn new(seed: u64) -> Generated {
         let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed::bytes32(seed, "fuzz/generate"));
         let mut runner = TestRunner::new_with_rng(ProptestConfig::default(), rng);
-        let tree = gen::body_strategy().new_tree(&mut runner).expect("the body strategy never rejects");
+        let tree =
+            gen::body_strategy().new_tree(&mut runner).expect("the body strategy never rejects");
         Generated { seed, tree }
     }
 
@@ -299,7 +327,15 @@ pub struct Shrunk {
 /// Shrinks a failing case (proptest's simplify/complicate walk over the generation tree), keeping
 /// only candidates that fail with a failure of the same [`Failure::kind`], until no simpler
 /// candidate fails or `budget` runs out. `extra_expects` are carried into every candidate.
-pub fn shrink(generated: &mut Generated, extra_expects: &[Expect], failure: Failure, transport: TransportKind, budget: Duration) -> Shrunk {
+// The wall clock only bounds how long shrinking may take; no case sees it.
+#[allow(clippy::disallowed_methods)]
+pub fn shrink(
+    generated: &mut Generated,
+    extra_expects: &[Expect],
+    failure: Failure,
+    transport: TransportKind,
+    budget: Duration,
+) -> Shrunk {
     let deadline = Instant::now() + budget;
     let kind = failure.kind();
     let with_extras = |mut case: FuzzCase| {
@@ -315,7 +351,8 @@ pub fn shrink(generated: &mut Generated, extra_expects: &[Expect], failure: Fail
             timed_out = true;
             break;
         }
-        let moved = if last_failed { generated.tree.simplify() } else { generated.tree.complicate() };
+        let moved =
+            if last_failed { generated.tree.simplify() } else { generated.tree.complicate() };
         if !moved {
             break;
         }
@@ -329,14 +366,36 @@ pub fn shrink(generated: &mut Generated, extra_expects: &[Expect], failure: Fail
             _ => last_failed = false,
         }
     }
-    Shrunk { case: best.0, failure: best.1, runs, timed_out }
+    // Proptest removes ops one at a time only while it walks the tree; ops that became removable
+    // after a later simplification are caught by a last greedy pass.
+    let (mut case, mut failure) = best;
+    let mut index = 0;
+    while index < case.ops.len() && !timed_out {
+        if Instant::now() >= deadline {
+            timed_out = true;
+            break;
+        }
+        let mut candidate = case.clone();
+        candidate.ops.remove(index);
+        runs += 1;
+        match run_case(&candidate, transport, false).failure {
+            Some(f) if f.kind() == kind => (case, failure) = (candidate, f),
+            _ => index += 1,
+        }
+    }
+    Shrunk { case, failure, runs, timed_out }
 }
 
 /// Writes a failing case as `<dir>/fuzz-<seed>.scn`: the scenario with `seed:` set and a
 /// description naming the failure. Returns the path and the failure the written scenario gives
 /// when run over `transport` (normally the one given, unless the failure depended on something
 /// the file cannot carry).
-pub fn export(case: &FuzzCase, failure: &Failure, dir: &Path, transport: TransportKind) -> std::io::Result<(PathBuf, Option<Failure>)> {
+pub fn export(
+    case: &FuzzCase,
+    failure: &Failure,
+    dir: &Path,
+    transport: TransportKind,
+) -> std::io::Result<(PathBuf, Option<Failure>)> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("fuzz-{}.scn", case.seed));
     let mut scenario = case.scenario();
@@ -348,7 +407,10 @@ pub fn export(case: &FuzzCase, failure: &Failure, dir: &Path, transport: Transpo
 
 /// Loads a scenario file and runs it the way `sim scenario <file> --transport <transport>` does;
 /// returns its failure.
-pub fn replay(path: &Path, transport: TransportKind) -> Result<Option<Failure>, scenario::ScenarioError> {
+pub fn replay(
+    path: &Path,
+    transport: TransportKind,
+) -> Result<Option<Failure>, scenario::ScenarioError> {
     let scenario = scenario::load(path)?;
     Ok(run_scenario(&scenario, transport, true).failure)
 }
@@ -357,8 +419,9 @@ pub fn replay(path: &Path, transport: TransportKind) -> Result<Option<Failure>, 
 /// carry the line numbers of the file (engine errors and failed expectations quote them).
 pub fn reparse(scenario: &Scenario) -> Scenario {
     let text = scenario.to_text();
-    scenario::parse(&scenario.name, &scenario.path, &text)
-        .unwrap_or_else(|e| panic!("the fuzzer printed a scenario that does not parse back: {e}\n{text}"))
+    scenario::parse(&scenario.name, &scenario.path, &text).unwrap_or_else(|e| {
+        panic!("the fuzzer printed a scenario that does not parse back: {e}\n{text}")
+    })
 }
 
 thread_local! {
@@ -391,5 +454,47 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "a panic with a non-text payload".into()
+    }
+}
+
+#[cfg(test)]
+mod scratch {
+    #[test]
+    fn scratch_stats() {
+        let mut n = 0;
+        let mut live = 0;
+        let mut quiet = 0;
+        let mut body = 0;
+        let mut ops = 0;
+        let mut total = 0;
+        let mut expects = 0;
+        let mut turns = 0;
+        let mut flagoff = 0;
+        for k in 0..2000 {
+            let g = super::Generated::new(super::case_seed(5, k));
+            let c = g.current();
+            let p = c.plan();
+            n += 1;
+            if p.liveness_checked {
+                live += 1
+            }
+            if p.quiet {
+                quiet += 1
+            }
+            body += p.body_steps;
+            ops += c.ops.len();
+            total += p.scenario.steps.len();
+            expects += p.scenario.expects.len();
+            turns += p
+                .scenario
+                .steps
+                .iter()
+                .filter(|s| matches!(s.value, crate::scenario::Step::Turn { .. }))
+                .count();
+            if !c.swarm.flag {
+                flagoff += 1
+            }
+        }
+        println!("n={n} live={live} quiet={quiet} ops={ops} body={body} total={total} expects={expects} turns={turns} flagoff={flagoff}");
     }
 }

@@ -33,8 +33,8 @@ use super::gen::{AdvanceBy, AuthChoice, Op, Swarm};
 use super::FuzzCase;
 use crate::fault::Endpoint;
 use crate::scenario::{
-    AuthSpec, Cmp, CrashPoint, Expect, Expiry, InitialIdentity, LastStateExpect, Located, ResumeSource, Scenario, ScenarioConfig, Step,
-    TaskExpect,
+    AuthSpec, Cmp, CrashPoint, Expect, Expiry, InitialIdentity, LastStateExpect, Located,
+    ResumeSource, Scenario, ScenarioConfig, Step, TaskExpect,
 };
 
 /// Thread names, in the order a case takes them.
@@ -69,7 +69,13 @@ pub fn plan(case: &FuzzCase) -> Plan {
     let expects = model.predictions(liveness_checked);
     let swarm = &case.swarm;
     let quiet = model.quiet();
-    let kind = if quiet { "quiet" } else if swarm.faults.kinds.is_empty() { "no faults" } else { "storm" };
+    let kind = if quiet {
+        "quiet"
+    } else if swarm.faults.kinds.is_empty() {
+        "no faults"
+    } else {
+        "storm"
+    };
     let description = format!(
         "fuzz case {}: {body_steps} generated steps and {} liveness steps over {} thread name(s), {kind}",
         case.seed,
@@ -94,7 +100,11 @@ pub fn plan(case: &FuzzCase) -> Plan {
         config,
         faults: Vec::new(),
         steps: model.steps.into_iter().map(|value| Located { line: 0, value }).collect(),
-        expects: expects.into_iter().chain(case.extra_expects.iter().cloned()).map(|value| Located { line: 0, value }).collect(),
+        expects: expects
+            .into_iter()
+            .chain(case.extra_expects.iter().cloned())
+            .map(|value| Located { line: 0, value })
+            .collect(),
     };
     Plan { scenario, body_steps, liveness_checked, quiet }
 }
@@ -102,7 +112,9 @@ pub fn plan(case: &FuzzCase) -> Plan {
 /// The scenario auth of a choice.
 pub fn auth_spec(choice: AuthChoice) -> AuthSpec {
     match choice {
-        AuthChoice::Home => AuthSpec::ChatGpt { account: "acct-1".into(), user: Some("user-1".into()) },
+        AuthChoice::Home => {
+            AuthSpec::ChatGpt { account: "acct-1".into(), user: Some("user-1".into()) }
+        }
         AuthChoice::Other => AuthSpec::ChatGpt { account: "acct-2".into(), user: None },
         AuthChoice::ApiKey => AuthSpec::ApiKey,
         AuthChoice::SignedOut => AuthSpec::None,
@@ -159,7 +171,9 @@ impl<'a> Model<'a> {
 
     /// Quiet enough for the strict predictions: no faults, no TTL, and no world event.
     fn quiet(&self) -> bool {
-        self.world_quiet && self.swarm.faults.rate_per_mille.is_empty() && self.swarm.identity_ttl_ms.is_none()
+        self.world_quiet
+            && self.swarm.faults.rate_per_mille.is_empty()
+            && self.swarm.identity_ttl_ms.is_none()
     }
 
     /// Whether a task registered now certainly stays the thread's current, persisted task.
@@ -181,12 +195,21 @@ impl<'a> Model<'a> {
 
     /// Applies one op: pushes its step if it is legal now, and updates the model.
     fn apply(&mut self, op: &Op) {
+        let world_event = matches!(
+            op,
+            Op::Auth(_)
+                | Op::RotateIdentity
+                | Op::ExpireIdentity
+                | Op::RevokeIdentity
+                | Op::CrashOnAppend(_)
+                | Op::CrashOnResponse(_)
+        );
+        if world_event && !self.swarm.world_events {
+            return;
+        }
         let Some(step) = self.step_for(op) else { return };
-        match op {
-            Op::Auth(_) | Op::RotateIdentity | Op::ExpireIdentity | Op::RevokeIdentity | Op::CrashOnAppend(_) | Op::CrashOnResponse(_) => {
-                self.world_quiet = false;
-            }
-            _ => {}
+        if world_event {
+            self.world_quiet = false;
         }
         self.push(step);
     }
@@ -199,13 +222,21 @@ impl<'a> Model<'a> {
                 let name = self.names()[usize::from(*i) % self.names().len()].to_owned();
                 match self.threads.get(&name) {
                     None if up => Some(Step::Start { thread: name }),
-                    Some(t) if up && !t.live && t.rollout => Some(Step::Resume { thread: name, from: ResumeSource::Own }),
+                    Some(t) if up && !t.live && t.rollout => {
+                        Some(Step::Resume { thread: name, from: ResumeSource::Own })
+                    }
                     _ => None,
                 }
             }
             Op::Fork(i) => {
-                let child = self.names().iter().find(|n| !self.threads.contains_key(**n))?.to_string();
-                let parents: Vec<String> = self.threads.iter().filter(|(_, t)| t.rollout).map(|(n, _)| n.clone()).collect();
+                let child =
+                    self.names().iter().find(|n| !self.threads.contains_key(**n))?.to_string();
+                let parents: Vec<String> = self
+                    .threads
+                    .iter()
+                    .filter(|(_, t)| t.rollout)
+                    .map(|(n, _)| n.clone())
+                    .collect();
                 let parent = Self::pick(&parents, *i).filter(|_| up)?;
                 Some(Step::Fork { child, parent })
             }
@@ -225,7 +256,8 @@ impl<'a> Model<'a> {
                 let thread = Self::pick(&self.live(), *i).filter(|_| up && !self.append_armed)?;
                 Some(Step::Crash(CrashPoint::OnAppend(thread)))
             }
-            Op::CrashOnResponse(endpoint) => (up && !self.response_armed).then_some(Step::Crash(CrashPoint::OnResponse(*endpoint))),
+            Op::CrashOnResponse(endpoint) => (up && !self.response_armed)
+                .then_some(Step::Crash(CrashPoint::OnResponse(*endpoint))),
             Op::Heal => Some(Step::Heal),
         }
     }
@@ -243,7 +275,8 @@ impl<'a> Model<'a> {
         match &step {
             Step::Start { thread } => {
                 self.sessions += 1;
-                self.threads.insert(thread.clone(), ThreadState { live: true, ..ThreadState::default() });
+                self.threads
+                    .insert(thread.clone(), ThreadState { live: true, ..ThreadState::default() });
             }
             Step::Resume { thread, .. } => {
                 self.sessions += 1;
@@ -255,7 +288,10 @@ impl<'a> Model<'a> {
             }
             Step::Fork { child, .. } => {
                 self.sessions += 1;
-                self.threads.insert(child.clone(), ThreadState { live: true, rollout: true, persisted_task: false });
+                self.threads.insert(
+                    child.clone(),
+                    ThreadState { live: true, rollout: true, persisted_task: false },
+                );
             }
             Step::Turn { thread, wait, .. } => {
                 let t = self.threads.get_mut(thread).expect("turns run on existing threads");
@@ -311,9 +347,18 @@ impl<'a> Model<'a> {
 
     /// Whether an armed crash point could fire during this step.
     fn may_kill(&self, step: &Step) -> bool {
-        let runs_the_loop = matches!(step, Step::Turn { wait: true, .. } | Step::Settle | Step::Advance { .. });
+        let runs_the_loop =
+            matches!(step, Step::Turn { wait: true, .. } | Step::Settle | Step::Advance { .. });
         let drives_the_machine = runs_the_loop
-            || matches!(step, Step::Start { .. } | Step::Resume { .. } | Step::Fork { .. } | Step::Turn { .. } | Step::RotateIdentity | Step::Auth(_));
+            || matches!(
+                step,
+                Step::Start { .. }
+                    | Step::Resume { .. }
+                    | Step::Fork { .. }
+                    | Step::Turn { .. }
+                    | Step::RotateIdentity
+                    | Step::Auth(_)
+            );
         (self.response_armed && runs_the_loop) || (self.append_armed && drives_the_machine)
     }
 
@@ -335,7 +380,12 @@ impl<'a> Model<'a> {
             // A restart also disarms a torn append that has not fired yet.
             self.push(Step::Restart);
         }
-        let resumable: Vec<String> = self.threads.iter().filter(|(_, t)| !t.live && t.rollout).map(|(n, _)| n.clone()).collect();
+        let resumable: Vec<String> = self
+            .threads
+            .iter()
+            .filter(|(_, t)| !t.live && t.rollout)
+            .map(|(n, _)| n.clone())
+            .collect();
         for thread in resumable {
             self.push(Step::Resume { thread, from: ResumeSource::Own });
         }
@@ -382,11 +432,16 @@ impl<'a> Model<'a> {
         let live = self.live();
         let no_state_lines = |out: &mut Vec<Expect>| {
             for thread in &all {
-                out.push(Expect::SessionStateLines { thread: thread.clone(), cmp: Cmp::Eq, count: 0 });
+                out.push(Expect::SessionStateLines {
+                    thread: thread.clone(),
+                    cmp: Cmp::Eq,
+                    count: 0,
+                });
             }
         };
         if !self.swarm.flag {
-            for endpoint in [Endpoint::Biscuit, Endpoint::IdentityRegister, Endpoint::TaskRegister] {
+            for endpoint in [Endpoint::Biscuit, Endpoint::IdentityRegister, Endpoint::TaskRegister]
+            {
                 out.push(Expect::Requests { endpoint, cmp: Cmp::Eq, count: 0 });
             }
             no_state_lines(&mut out);
@@ -401,7 +456,10 @@ impl<'a> Model<'a> {
                 for thread in &live {
                     out.push(Expect::Task { thread: thread.clone(), state: TaskExpect::Current });
                     if self.swarm.persist_task {
-                        out.push(Expect::LastState { thread: thread.clone(), state: LastStateExpect::Task });
+                        out.push(Expect::LastState {
+                            thread: thread.clone(),
+                            state: LastStateExpect::Task,
+                        });
                     }
                 }
             }
@@ -410,8 +468,13 @@ impl<'a> Model<'a> {
             out.push(Expect::Events { thread: None, kind: "error".into(), cmp: Cmp::Eq, count: 0 });
             if self.swarm.flag {
                 let budget = self.sessions - self.restoring_resumes;
-                out.push(Expect::Requests { endpoint: Endpoint::TaskRegister, cmp: Cmp::Le, count: budget });
-                let warm = self.swarm.identity == InitialIdentity::Warm && self.swarm.auth == AuthChoice::Home;
+                out.push(Expect::Requests {
+                    endpoint: Endpoint::TaskRegister,
+                    cmp: Cmp::Le,
+                    count: budget,
+                });
+                let warm = self.swarm.identity == InitialIdentity::Warm
+                    && self.swarm.auth == AuthChoice::Home;
                 let (cmp, count) = if warm { (Cmp::Eq, 0) } else { (Cmp::Le, self.processes) };
                 out.push(Expect::Requests { endpoint: Endpoint::IdentityRegister, cmp, count });
             }

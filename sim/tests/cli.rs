@@ -1,0 +1,326 @@
+//! The `sim` command line on bad input: every mistake exits with status 2 and one clear error line
+//! (file, line and column for a scenario file), a failed run exits with 1, a good one with 0, and
+//! nothing the command prints or writes holds a secret.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `tests/fixtures/<relative>` of the workspace.
+fn fixture(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("tests").join("fixtures").join(relative)
+}
+
+/// Runs `sim` with `args`; logs off unless `rust_log` says otherwise.
+fn sim(args: &[&str], rust_log: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(args)
+        .env("RUST_LOG", rust_log)
+        .output()
+        .expect("the sim binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn assert_exit(output: &Output, code: i32, what: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{what}: exit status\nstdout:\n{}\nstderr:\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+/// `tests/fixtures/bad_scenarios/expected.txt`: (file name, error after `<path>:`).
+fn expected_scenario_errors() -> Vec<(String, String)> {
+    let path = fixture("bad_scenarios/expected.txt");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (file, error) = l.split_once('\t').expect("<file><TAB><error>");
+            (file.to_owned(), error.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn every_malformed_scenario_file_exits_2_with_its_exact_error() {
+    let expected = expected_scenario_errors();
+    assert!(expected.len() >= 20, "the bad-scenario corpus is missing");
+    for (file, error) in expected {
+        let path = fixture(&format!("bad_scenarios/{file}"));
+        let path_text = path.display().to_string();
+        let output = sim(&["scenario", &path_text, "--transport", "memory"], "off");
+        assert_exit(&output, 2, &file);
+        assert_eq!(text(&output.stderr), format!("error: {path_text}:{error}\n"), "{file}");
+        assert_eq!(text(&output.stdout), "", "{file}: nothing runs, so nothing is printed");
+    }
+}
+
+#[test]
+fn list_names_every_file_that_does_not_parse_and_exits_2() {
+    let dir = fixture("bad_scenarios");
+    let output = sim(&["list", "--scenarios", &dir.display().to_string()], "off");
+    assert_exit(&output, 2, "list");
+    let stdout = text(&output.stdout);
+    for (file, error) in expected_scenario_errors() {
+        let name = file.trim_end_matches(".scn");
+        let path = dir.join(&file);
+        let wanted = format!("(does not parse: {}:{error})", path.display());
+        assert!(
+            stdout.lines().any(|l| l.starts_with(name) && l.ends_with(&wanted)),
+            "{file}: no line {wanted:?} in\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_scenario_name_lists_close_matches_and_exits_2() {
+    let dir = fixture("bad_scenarios");
+    let dir_text = dir.display().to_string();
+    let output = sim(&["scenario", "unknwn_step", "--scenarios", &dir_text], "off");
+    assert_exit(&output, 2, "typo");
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: no scenario named \"unknwn_step\" in {dir_text}: did you mean: unknown_step?\n"
+        )
+    );
+    let output = sim(&["scenario", "zzzz", "--scenarios", &dir_text], "off");
+    assert_exit(&output, 2, "no match");
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: no scenario named \"zzzz\" in {dir_text}: run `sim list` to see them all\n"
+        )
+    );
+}
+
+#[test]
+fn help_works_and_names_the_commands_and_options() {
+    let output = sim(&["--help"], "off");
+    assert_exit(&output, 0, "--help");
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("Usage: sim <COMMAND>"), "{stdout}");
+    for command in ["scenario", "list"] {
+        assert!(stdout.lines().any(|l| l.trim_start().starts_with(command)), "{command}: {stdout}");
+    }
+    let output = sim(&["scenario", "--help"], "off");
+    assert_exit(&output, 0, "scenario --help");
+    let stdout = text(&output.stdout);
+    for option in ["--seed", "--transport", "--store", "--out", "--format", "--scenarios"] {
+        assert!(stdout.contains(option), "{option}: {stdout}");
+    }
+}
+
+#[test]
+fn bad_options_exit_2_with_the_values_allowed() {
+    let scenario = fixture("bad_scenarios/empty.scn").display().to_string();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["scenario", &scenario, "--transport", "carrier-pigeon"],
+            "error: invalid value 'carrier-pigeon' for '--transport <TRANSPORT>'\n  [possible values: http, memory]",
+        ),
+        (
+            &["scenario", &scenario, "--store", "cloud"],
+            "error: invalid value 'cloud' for '--store <STORE>'\n  [possible values: memory, files]",
+        ),
+        (&["scenario", &scenario, "--seed", "-3"], "error: unexpected argument '-3' found"),
+        (&["scenario", &scenario, "--seed", "many"], "error: invalid value 'many' for '--seed <SEED>'"),
+    ];
+    for (args, wanted) in cases {
+        let output = sim(args, "off");
+        assert_exit(&output, 2, &args.join(" "));
+        let stderr = text(&output.stderr);
+        assert!(stderr.starts_with(wanted), "{args:?}: {stderr}");
+    }
+    let output = sim(&[], "off");
+    assert_exit(&output, 2, "no arguments");
+    assert!(text(&output.stderr).contains("Usage: sim <COMMAND>"));
+}
+
+/// Writes `files` into a new temporary folder.
+fn folder(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, bytes) in files {
+        std::fs::write(dir.path().join(name), bytes).expect("write");
+    }
+    dir
+}
+
+#[test]
+fn exit_status_is_0_for_a_pass_1_for_a_failed_run_and_2_for_a_step_that_cannot_run() {
+    let dir = folder(&[
+        (
+            "pass.scn",
+            b"description: passes\nseed: 1\nstart A\nsettle\nturn A\nexpect task A current\n",
+        ),
+        ("fail.scn", b"description: fails\nseed: 1\nstart A\nsettle\nexpect requests model = 99\n"),
+        ("stuck.scn", b"description: cannot run\nseed: 1\nstart A\ncrash\nturn A\n"),
+        ("missing.scn", b"description: cannot run\nseed: 1\nresume A from \"nowhere.jsonl\"\n"),
+    ]);
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    for transport in ["memory", "http"] {
+        let output = sim(&["scenario", &path("pass.scn"), "--transport", transport], "off");
+        assert_exit(&output, 0, "pass");
+        assert!(text(&output.stdout).ends_with("verdict: ok\n"));
+
+        let output = sim(&["scenario", &path("fail.scn"), "--transport", transport], "off");
+        assert_exit(&output, 1, "fail");
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.contains("expectation failed: line 5: expect requests model = 99 (actual 0)"),
+            "{stdout}"
+        );
+        assert!(stdout.ends_with("verdict: FAIL: 1 expectation(s) failed\n"), "{stdout}");
+
+        let output = sim(&["scenario", &path("stuck.scn"), "--transport", transport], "off");
+        assert_exit(&output, 2, "stuck");
+        assert_eq!(
+            text(&output.stderr),
+            format!(
+                "error: {}:5: no process is running (the last one crashed): add a `restart` step\n",
+                path("stuck.scn")
+            )
+        );
+        // The seed and the replay command come first, so even a run that stops shows them.
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.starts_with("scenario: stuck (cannot run)\nseed: 1  transport: "),
+            "{stdout}"
+        );
+        assert!(stdout.contains("replay: cargo run -p sim -- scenario "), "{stdout}");
+
+        let output = sim(&["scenario", &path("missing.scn"), "--transport", transport], "off");
+        assert_exit(&output, 2, "missing rollout");
+        let rollout = dir.path().join("nowhere.jsonl");
+        let io = std::fs::read(&rollout).unwrap_err();
+        assert_eq!(
+            text(&output.stderr),
+            format!(
+                "error: {}:3: cannot read rollout {}: {io}\n",
+                path("missing.scn"),
+                rollout.display()
+            )
+        );
+    }
+}
+
+#[test]
+fn a_damaged_rollout_resumes_and_its_skipped_lines_are_printed() {
+    let good = br#"{"timestamp":"2026-04-18T13:00:00.000Z","type":"session_state","payload":{"agent_task":null}}"#;
+    let rollout = [good.as_slice(), b"\nnot json\n\xff\xfe\n", &good[..40]].concat();
+    let dir = folder(&[
+        ("damaged.jsonl", &rollout),
+        (
+            "resume.scn",
+            b"description: resume a damaged rollout\nseed: 2\nresume A from \"damaged.jsonl\"\nturn A\nexpect task A current\n",
+        ),
+    ]);
+    let scenario = dir.path().join("resume.scn").display().to_string();
+    for store in ["memory", "files"] {
+        let output =
+            sim(&["scenario", &scenario, "--transport", "memory", "--store", store], "off");
+        assert_exit(&output, 0, store);
+        let stdout = text(&output.stdout);
+        for wanted in [
+            "A   resume: 4 lines, last session_state at line 1: none, 3 skipped, restored none",
+            "A   resume skipped line 2: not JSON: expected ident at line 1 column 2",
+            "A   resume skipped line 3: not UTF-8 (byte 0)",
+            "A   resume skipped line 4: torn final line (not JSON: EOF while parsing a value at line 1 column 40)",
+        ] {
+            assert!(stdout.contains(wanted), "{store}: no {wanted:?} in\n{stdout}");
+        }
+    }
+}
+
+/// Invariant 14 at the command line: with every log level on, neither what `sim` prints nor any
+/// artifact `--out` writes holds a private key, a biscuit or an access token (found by shape).
+#[test]
+fn inv14_no_secret_in_anything_the_command_prints_or_writes() {
+    let dir = folder(&[(
+        "secrets.scn",
+        b"description: secrets stay in the auth store\nseed: 3\nidentity: warm\nstart A\nsettle\n\
+          turn A\nrotate_identity\nturn A\nauth chatgpt account=acct-2\nturn A\nexpect task A current\n",
+    )]);
+    let scenario = dir.path().join("secrets.scn").display().to_string();
+    let out = dir.path().join("out");
+    let out_text = out.display().to_string();
+    let mut texts: Vec<(String, Vec<u8>)> = Vec::new();
+    for (transport, format) in [("http", "json"), ("memory", "text")] {
+        let args = [
+            "scenario",
+            &scenario,
+            "--transport",
+            transport,
+            "--format",
+            format,
+            "--out",
+            &out_text,
+        ];
+        let output = sim(&args, "debug");
+        assert_exit(&output, 0, transport);
+        assert!(
+            text(&output.stderr).contains("registered agent identity"),
+            "debug logs reach stderr"
+        );
+        texts.push((format!("{transport} stdout"), output.stdout));
+        texts.push((format!("{transport} stderr"), output.stderr));
+        for file in files_under(&out) {
+            let bytes = std::fs::read(&file).expect("artifact");
+            texts.push((file.display().to_string(), bytes));
+        }
+    }
+    assert!(texts.iter().any(|(name, _)| name.ends_with("report.json")), "no artifacts written");
+    let pkcs8 = private_key_header();
+    let mut leaks = Vec::new();
+    for (name, bytes) in &texts {
+        if bytes.windows(pkcs8.len()).any(|w| w == pkcs8.as_bytes()) {
+            leaks.push(format!("{name}: a private key"));
+        }
+        if has_hex_token(bytes, b"bsc_", 32) {
+            leaks.push(format!("{name}: a biscuit"));
+        }
+        if has_hex_token(bytes, b"at-", 48) {
+            leaks.push(format!("{name}: an access token"));
+        }
+    }
+    assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+    // The search can fail: the same shapes in a planted text are found.
+    let planted = format!("{pkcs8} bsc_{} at-{}", "ab".repeat(16), "cd".repeat(24));
+    assert!(planted.contains(&pkcs8) && has_hex_token(planted.as_bytes(), b"bsc_", 32));
+    assert!(has_hex_token(planted.as_bytes(), b"at-", 48));
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("readable") {
+        let path = entry.expect("readable").path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The base64 header all PKCS#8 Ed25519 private keys share, found from two keys.
+fn private_key_header() -> String {
+    let a = agentsim_core::wire::IdentityKey::from_seed([0x00; 32]).to_pkcs8_base64();
+    let b = agentsim_core::wire::IdentityKey::from_seed([0xff; 32]).to_pkcs8_base64();
+    a.chars().zip(b.chars()).take_while(|(x, y)| x == y).map(|(x, _)| x).collect()
+}
+
+/// Whether `text` holds `prefix` followed by `hex_len` lowercase hex digits.
+fn has_hex_token(text: &[u8], prefix: &[u8], hex_len: usize) -> bool {
+    text.windows(prefix.len() + hex_len).any(|w| {
+        w.starts_with(prefix)
+            && w[prefix.len()..].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    })
+}
