@@ -430,8 +430,8 @@ fn crash_cases() -> Vec<CrashCase> {
             header: "description: an identity registered but never stored is registered again\n\
                      seed: 10\n",
             before: "start A\nsettle\nturn A \"first\"\nsettle\n",
-            after: "revoke_identity\nturn A \"refused\"\ncrash on_response identity_register\n\
-                    restart\nresume A\nsettle\nrestart\nresume A\nsettle\nturn A \"third\"\n\
+            after: "revoke_identity\nturn A \"refused\"\nrestart\ncrash on_response identity_register\n\
+                    resume A\nsettle\nrestart\nresume A\nsettle\nturn A \"third\"\n\
                     expect task A current\nexpect last_state A task\n\
                     expect requests identity_register = 3\n\
                     expect mark model_refusal_dropped_identity\n\

@@ -26,6 +26,15 @@ pub mod rollout;
 pub mod time;
 pub mod wire;
 
+/// The planted bugs (cargo features, off by default) compiled into this build: a replay of a
+/// scenario the fuzzer found against one must use the same features.
+pub const PLANTED_BUGS: &[&str] = &[
+    #[cfg(feature = "planted-bug-restore-without-runtime-check")]
+    "planted-bug-restore-without-runtime-check",
+    #[cfg(feature = "planted-bug-prewarm-before-restore")]
+    "planted-bug-prewarm-before-restore",
+];
+
 pub use config::{Auth, Binding, Config, ExpiryPolicy, StoredIdentity};
 pub use machine::{InFlight, Lifecycle, RequestFailure};
 pub use output::{Command, Event, EventKind, Level, LogLine, RequestId, ThreadId, TurnId};

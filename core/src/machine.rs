@@ -335,7 +335,11 @@ impl Lifecycle {
     pub fn handle_auth_changed(&mut self, now: Timestamp, auth: Auth) {
         self.log(Level::Info, "auth changed", vec![("auth", auth.describe())]);
         self.auth = auth;
-        if !self.config.use_agent_identity || self.startup_waiters.is_empty() {
+        if !self.config.use_agent_identity {
+            return;
+        }
+        self.adopt_persisted_everywhere(now);
+        if self.startup_waiters.is_empty() {
             return;
         }
         // Rule 3: threads that started without a usable identity try again now.
@@ -366,6 +370,7 @@ impl Lifecycle {
             vec![("agent_runtime_id", runtime)],
         );
         if self.config.use_agent_identity && self.usable_identity(now).is_some() {
+            self.adopt_persisted_everywhere(now);
             self.prewarm_startup_waiters(now);
         }
     }
@@ -461,6 +466,7 @@ impl Lifecycle {
             self.mark(marks::TASK_SINGLE_FLIGHT_JOINED);
             return;
         }
+        self.adopt_persisted_if_current(now, thread);
         let current = self.current_runtime(now).map(str::to_owned);
         if let Some(task) = self.thread_mut(thread).cached.clone() {
             if current.as_deref() == Some(task.agent_runtime_id.as_str()) {
@@ -501,6 +507,32 @@ impl Lifecycle {
             task_fields(thread, task),
         );
         self.persist(now, thread, None);
+    }
+
+    /// Rule 13 applied when it matters: a persisted task that resume dropped because no identity
+    /// was usable then (signed out, API key, another workspace) is restored, with no I/O, once the
+    /// identity it was registered under is current again. Otherwise the rollout would end with a
+    /// current task the thread does not hold (invariant 13) and a new one would be registered.
+    fn adopt_persisted_if_current(&mut self, now: Timestamp, thread: &ThreadId) {
+        let t = self.thread_mut(thread);
+        let Some(Some(task)) = t.persisted.clone() else { return };
+        if t.cached.is_some() || self.current_runtime(now) != Some(task.agent_runtime_id.as_str()) {
+            return;
+        }
+        self.thread_mut(thread).cached = Some(task.clone());
+        self.mark(marks::PERSISTED_TASK_ADOPTED_LATER);
+        self.log(
+            Level::Info,
+            "restored persisted agent task now that its identity is current",
+            task_fields(thread, &task),
+        );
+    }
+
+    fn adopt_persisted_everywhere(&mut self, now: Timestamp) {
+        let threads: Vec<ThreadId> = self.threads.keys().cloned().collect();
+        for thread in &threads {
+            self.adopt_persisted_if_current(now, thread);
+        }
     }
 
     fn start_attempt(&mut self, now: Timestamp, thread: &ThreadId) {

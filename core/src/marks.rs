@@ -53,6 +53,8 @@ marks! {
     PERSISTED_TASK_RESTORED = "persisted_task_restored";
     /// Resume dropped a persisted task that is stale (rule 13).
     PERSISTED_TASK_DROPPED_STALE = "persisted_task_dropped_stale";
+    /// A persisted task resume had dropped was restored once its identity became current again.
+    PERSISTED_TASK_ADOPTED_LATER = "persisted_task_adopted_later";
     /// Resume found a last `session_state` of `null` (rule 13).
     PERSISTED_NULL = "persisted_null";
     /// Resume found no `session_state` at all (rule 13).

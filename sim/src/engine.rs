@@ -96,6 +96,18 @@ pub enum RunError {
     Harness(String),
 }
 
+/// ` --features agentsim-core/<bug>,...` for the planted bugs compiled into this build (empty in a
+/// normal build), so a printed replay command rebuilds the same lifecycle.
+pub fn replay_features() -> String {
+    let features: Vec<String> =
+        agentsim_core::PLANTED_BUGS.iter().map(|f| format!("agentsim-core/{f}")).collect();
+    if features.is_empty() {
+        String::new()
+    } else {
+        format!(" --features {}", features.join(","))
+    }
+}
+
 /// The master seed when neither the options nor the scenario give one.
 pub const DEFAULT_SEED: u64 = 0;
 
@@ -769,6 +781,7 @@ impl Sim {
         );
         self.process = None;
         self.crash_on_append = None;
+        self.crash_on_response = None;
         // Everything in flight dies with the process.
         self.queue.clear();
     }

@@ -182,7 +182,8 @@ fn run_scenario(args: &ScenarioArgs) -> anyhow::Result<ExitCode> {
         println!("scenario: {} ({})", scenario.name, scenario.description);
         println!("seed: {seed}  transport: {}", transport.name());
         println!(
-            "replay: cargo run -p sim -- scenario {} --seed {seed} --transport {}",
+            "replay: cargo run -p sim{} -- scenario {} --seed {seed} --transport {}",
+            sim::engine::replay_features(),
             replay_name(args, &scenario),
             transport.name()
         );

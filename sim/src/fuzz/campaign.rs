@@ -285,8 +285,11 @@ fn write_and_replay(
             None => println!("REPLAY MISMATCH over {name}: the file passes"),
         }
     }
-    println!("replay: cargo run -p sim -- scenario {}", path.display());
-    println!("        (add the same --features as this build, if any; --transport memory runs in-process)");
+    println!(
+        "replay: cargo run -p sim{} -- scenario {}",
+        crate::engine::replay_features(),
+        path.display()
+    );
     Ok(())
 }
 

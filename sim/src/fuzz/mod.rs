@@ -84,16 +84,11 @@ pub struct PlantedBug {
 /// counts them and goes on (unless `--strict`), so it can still find something new; each carries
 /// the smallest scenario that shows it, and `tests/fuzz.rs` checks that every one still
 /// reproduces, so a fix forces its removal from this list.
-pub const KNOWN_ISSUES: &[KnownIssue] = &[KnownIssue {
-    name: "dropped-task-current-again",
-    invariant: 13,
-    contains: "caches no task but its rollout ends with current task",
-    what: "resume drops a persisted task as stale (no usable identity: API key, other workspace, \
-           signed out), the identity becomes usable again (auth back to the workspace), and the \
-           rollout's last session_state is a current task the thread does not cache",
-    example: "description: known issue dropped-task-current-again\nseed: 3831531410438037079\n\n\
-              start A\nturn A\nauth api_key\nrestart\nresume A\nauth chatgpt account=acct-1 user=user-1\n",
-}];
+pub const KNOWN_ISSUES: &[KnownIssue] = &[
+    // None open. `dropped-task-current-again` (invariant 13: a persisted task dropped at resume
+    // while no identity was usable stayed dropped once that identity was current again) was fixed
+    // in core; its example is scenarios/resume_dropped_task_current_again.scn.
+];
 
 /// A failure already reported, with its smallest example.
 #[derive(Clone, Copy, Debug)]

@@ -40,9 +40,10 @@ use crate::scenario::{
 /// Thread names, in the order a case takes them.
 pub const THREAD_NAMES: [&str; 4] = ["A", "B", "C", "D"];
 
-/// Whether `restart` disarms a pending `crash on_response`. The engine keeps the arm across
-/// restarts (it is cleared only when it fires), so the model must too.
-const RESTART_DISARMS_RESPONSE_CRASH: bool = false;
+/// Whether `restart` disarms a pending `crash on_response`. An armed crash point belongs to the
+/// process it was set in: the engine clears both arms when that process dies (by the arm firing,
+/// a `crash`, or a `restart`), so the model does too.
+const RESTART_DISARMS_RESPONSE_CRASH: bool = true;
 
 /// A case turned into a scenario, with what the model knew while doing it.
 #[derive(Clone, Debug)]
