@@ -567,11 +567,7 @@ impl Lifecycle {
         else {
             unreachable!("a task biscuit is only awaited in the biscuit phase");
         };
-        let biscuit_url = format!("{}{}", self.config.base_url, crate::wire::BISCUIT_PATH);
-        let biscuit = match result {
-            Ok(response) => protocol::read_biscuit(&biscuit_url, &response),
-            Err(_) => Err(protocol::BiscuitError::Send { url: biscuit_url }),
-        };
+        let biscuit = self.read_biscuit(result);
         match biscuit {
             Ok(biscuit) => {
                 let request = protocol::task_register_request(
@@ -796,13 +792,9 @@ impl Lifecycle {
         now: Timestamp,
         result: Result<HttpResponse, RequestFailure>,
     ) {
+        let biscuit = self.read_biscuit(result);
         let op = self.identity_op.as_mut().expect("an identity registration in flight");
         assert!(!op.registering);
-        let biscuit_url = format!("{}{}", self.config.base_url, crate::wire::BISCUIT_PATH);
-        let biscuit = match result {
-            Ok(response) => protocol::read_biscuit(&biscuit_url, &response),
-            Err(_) => Err(protocol::BiscuitError::Send { url: biscuit_url }),
-        };
         match biscuit {
             Ok(biscuit) => {
                 op.registering = true;
@@ -1053,6 +1045,18 @@ impl Lifecycle {
             Pending::Model { thread, turn, url, runtime } => {
                 self.model_done(now, &thread, turn, &url, runtime, result)
             }
+        }
+    }
+
+    /// The biscuit out of a biscuit request's outcome.
+    fn read_biscuit(
+        &self,
+        result: Result<HttpResponse, RequestFailure>,
+    ) -> Result<String, protocol::BiscuitError> {
+        let url = format!("{}{}", self.config.base_url, crate::wire::BISCUIT_PATH);
+        match result {
+            Ok(response) => protocol::read_biscuit(&url, &response),
+            Err(_) => Err(protocol::BiscuitError::Send { url }),
         }
     }
 
