@@ -411,6 +411,22 @@ impl Checker {
         if commands.iter().any(|c| matches!(c, Command::Append { thread: t, .. } if t == thread)) {
             self.violate(2, step, format!("resuming {thread} appended to its rollout"));
         }
+        // Rule 14: a restored task is current, so the prewarm that follows reuses it: no call.
+        if restored.is_some() {
+            if let Some(Command::Send { request, .. }) =
+                commands.iter().find(|c| matches!(c, Command::Send { .. }))
+            {
+                self.violate(
+                    2,
+                    step,
+                    format!(
+                        "resuming {thread} restored a current task, yet sent {} {}",
+                        request.method.as_str(),
+                        request.path()
+                    ),
+                );
+            }
+        }
         let predicted = reference::predict_resume(bytes, current, flag, self.persist_task);
         if predicted.as_ref() != restored {
             self.violate(
