@@ -137,8 +137,19 @@ pub fn validate(scenario: &Scenario) -> Result<(), RunError> {
 }
 
 enum Scheduled {
-    Deliver { generation: u32, id: RequestId, endpoint: Endpoint, response: HttpResponse },
-    Fail { generation: u32, id: RequestId, failure: RequestFailure },
+    Deliver {
+        generation: u32,
+        id: RequestId,
+        endpoint: Endpoint,
+        response: HttpResponse,
+        /// The request's number in the request log.
+        number: u64,
+    },
+    Fail {
+        generation: u32,
+        id: RequestId,
+        failure: RequestFailure,
+    },
 }
 
 struct Process {
@@ -549,24 +560,28 @@ impl Sim {
         self.now = self.now.max(key.0);
         let now = self.now;
         match event {
-            Scheduled::Deliver { generation, id, endpoint, response } => {
+            Scheduled::Deliver { generation, id, endpoint, response, number } => {
                 if !self.is_current(generation) {
                     return true;
                 }
-                if self.crash_on_response == Some(endpoint) && response.is_success() {
+                let what = self.in_flight_of(id);
+                let awaited = what.is_some();
+                if awaited && self.crash_on_response == Some(endpoint) && response.is_success() {
                     self.crash_on_response = None;
                     self.crash(&format!(
                         "crash on the {endpoint} response (the backend already succeeded)"
                     ));
                     return true;
                 }
-                let what = self.in_flight_of(id);
-                self.tally.note(
-                    now,
-                    self.start,
-                    &purpose_thread(&what),
-                    &format!("← {} {}", response.status, purpose_text(&what)),
-                );
+                let text = if awaited {
+                    format!("← {} {}", response.status, purpose_text(&what))
+                } else {
+                    format!(
+                        "← {} late answer to request #{number} ({endpoint}), after its timeout",
+                        response.status
+                    )
+                };
+                self.tally.note(now, self.start, &purpose_thread(&what), &text);
                 let before = self.checker.snapshot_threads(self.machine_ref());
                 self.machine_mut().handle_response(now, id, response);
                 self.drain(Some((what, before)));
@@ -706,6 +721,8 @@ impl Sim {
         self.checker.before_send(machine, request, endpoint, &what, self.now, self.step_index);
         self.backend.lock().expect("backend lock").set_now(self.now);
         let outcome = self.transport.exchange(request, fault.as_ref());
+        let number = self.request_count;
+        let mut late = None;
         let (at, scheduled, outcome_text) = match (outcome, &fault) {
             (Err(TransportError::Reset), _) => {
                 let at = self.now.plus_ms(latency.min(timeout_ms));
@@ -723,20 +740,41 @@ impl Sim {
                 ));
                 return;
             }
-            (Ok(_), Some(FaultKind::Timeout)) => {
-                let at = self.now.plus_ms(timeout_ms);
+            // The backend handled the request but its answer comes too late: the client times out
+            // first, and the answer still arrives afterwards, which the core must ignore.
+            (Ok(response), Some(FaultKind::Timeout)) => {
+                let late_at = self.now.plus_ms(timeout_ms + latency);
+                late = Some((
+                    late_at,
+                    Scheduled::Deliver {
+                        generation,
+                        id,
+                        endpoint: endpoint.unwrap_or(Endpoint::Model),
+                        response,
+                        number,
+                    },
+                ));
                 (
-                    at,
+                    self.now.plus_ms(timeout_ms),
                     Scheduled::Fail { generation, id, failure: RequestFailure::Timeout },
-                    format!("no answer: times out after {timeout_ms}ms"),
+                    format!("no answer: times out after {timeout_ms}ms, the answer arrives {latency}ms later"),
                 )
             }
-            // An answer slower than the request's timeout never reaches the client (spec section
-            // 2: every call has a 15 s timeout), however the latency range was written.
-            (Ok(_), _) if latency >= timeout_ms => {
-                let at = self.now.plus_ms(timeout_ms);
+            // An answer slower than the request's timeout never reaches the client in time (spec
+            // section 2: every call has a 15 s timeout), however the latency range was written.
+            (Ok(response), _) if latency >= timeout_ms => {
+                late = Some((
+                    self.now.plus_ms(latency),
+                    Scheduled::Deliver {
+                        generation,
+                        id,
+                        endpoint: endpoint.unwrap_or(Endpoint::Model),
+                        response,
+                        number,
+                    },
+                ));
                 (
-                    at,
+                    self.now.plus_ms(timeout_ms),
                     Scheduled::Fail { generation, id, failure: RequestFailure::Timeout },
                     format!("no answer within {timeout_ms}ms (latency {latency}ms): times out"),
                 )
@@ -750,7 +788,7 @@ impl Sim {
                 );
                 self.checker.secrets_from_response(&response);
                 let endpoint = endpoint.unwrap_or(Endpoint::Model);
-                (at, Scheduled::Deliver { generation, id, endpoint, response }, text)
+                (at, Scheduled::Deliver { generation, id, endpoint, response, number }, text)
             }
         };
         let fault_text =
@@ -765,9 +803,11 @@ impl Sim {
             purpose_text(&what),
         );
         self.tally.request(self.now, self.start, &purpose_thread(&what), endpoint, line);
-        let tie = self.order_rng.next_u64();
-        self.next_seq += 1;
-        self.queue.insert((at, tie, self.next_seq), scheduled);
+        for (at, scheduled) in std::iter::once((at, scheduled)).chain(late) {
+            let tie = self.order_rng.next_u64();
+            self.next_seq += 1;
+            self.queue.insert((at, tie, self.next_seq), scheduled);
+        }
     }
 
     // ---- process lifecycle ---------------------------------------------------------------
