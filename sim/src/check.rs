@@ -53,6 +53,10 @@ pub struct Checker {
     /// failed (its retry can be sent while the failure is still being handled).
     task_biscuit_ensure: BTreeMap<ThreadId, u64>,
     generation: u32,
+    /// The last task each thread held in the running process, so invariant 13 can tell a task
+    /// resume dropped (the rollout may still end with it) from one the process let go of (its
+    /// clear must have appended `null`).
+    held: BTreeMap<ThreadId, AgentTask>,
 }
 
 impl Checker {
@@ -70,6 +74,7 @@ impl Checker {
             task_biscuit_url: BTreeMap::new(),
             task_biscuit_ensure: BTreeMap::new(),
             generation: 0,
+            held: BTreeMap::new(),
         }
     }
 
@@ -89,6 +94,7 @@ impl Checker {
     pub fn process_started(&mut self, generation: u32) {
         self.generation = generation;
         self.task_biscuit_url.clear();
+        self.held.clear();
     }
 
     /// Whether the turn's `turn_complete` was seen.
@@ -376,6 +382,13 @@ impl Checker {
         _now: Timestamp,
         step: usize,
     ) {
+        for thread in machine.threads() {
+            if let Some(task) = machine.cached_task(thread) {
+                if self.held.get(thread) != Some(task) {
+                    self.held.insert(thread.clone(), task.clone());
+                }
+            }
+        }
         let in_flight = machine.in_flight();
         let mut per_thread: BTreeMap<ThreadId, u32> = BTreeMap::new();
         let mut identity = 0;
@@ -466,6 +479,16 @@ impl Checker {
                             "{thread} caches {} but its rollout's last session_state is {:?}",
                             cached.task_id,
                             last.map(|t| t.task_id)
+                        ),
+                    );
+                }
+                (None, Some(last)) if self.held.get(thread) == Some(&last) => {
+                    self.violate(
+                        13,
+                        step,
+                        format!(
+                            "{thread} let go of task {} but its rollout still ends with it (no null appended)",
+                            last.task_id
                         ),
                     );
                 }
