@@ -204,7 +204,7 @@ fn run_scenario(args: &ScenarioArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write artifacts to {}", dir.display()))?;
     }
     match args.format {
-        Format::Text => print_text(&report),
+        Format::Text => print_text(&report, &scenario.path),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report_json(&report))?),
     }
     Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -218,7 +218,7 @@ fn replay_name(args: &ScenarioArgs, scenario: &Scenario) -> String {
     }
 }
 
-fn print_text(report: &RunReport) {
+fn print_text(report: &RunReport, path: &Path) {
     println!("--- timeline");
     for line in &report.tally.timeline {
         println!("{line}");
@@ -246,7 +246,11 @@ fn print_text(report: &RunReport) {
         println!("invariant {} violated at step {}: {}", v.invariant, v.step, v.message);
     }
     for failure in &report.failed_expectations {
-        println!("expectation failed: {failure}");
+        // `line N: ...` in the report; `file:N: ...` here, so an editor can jump to it.
+        let located = failure
+            .strip_prefix("line ")
+            .map_or_else(|| failure.clone(), |rest| format!("{}:{rest}", path.display()));
+        println!("expectation failed: {located}");
     }
     println!("verdict: {}", report.verdict());
 }
