@@ -173,10 +173,11 @@ fn exit_status_is_0_for_a_pass_1_for_a_failed_run_and_2_for_a_step_that_cannot_r
         let output = sim(&["scenario", &path("fail.scn"), "--transport", transport], "off");
         assert_exit(&output, 1, "fail");
         let stdout = text(&output.stdout);
-        assert!(
-            stdout.contains("expectation failed: line 5: expect requests model = 99 (actual 0)"),
-            "{stdout}"
+        let expected = format!(
+            "expectation failed: {}:5: expect requests model = 99 (actual 0)",
+            path("fail.scn")
         );
+        assert!(stdout.contains(&expected), "{stdout}");
         assert!(stdout.ends_with("verdict: FAIL: 1 expectation(s) failed\n"), "{stdout}");
 
         let output = sim(&["scenario", &path("stuck.scn"), "--transport", transport], "off");
