@@ -7,7 +7,7 @@ use crate::wire::{IdentityKey, KeyError};
 /// What happens when an identity expires or the backend refuses it (spec rules 17 to 19).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ExpiryPolicy {
-    /// **[ours]** An identity past `expires_at` counts as absent; a 401 `identity_expired` drops the
+    /// **\[ours\]** An identity past `expires_at` counts as absent; a 401 `identity_expired` drops the
     /// stored identity, registers a new one and retries the task once.
     #[default]
     Reacquire,
@@ -129,7 +129,7 @@ pub struct StoredIdentity {
     pub private_key: String,
     /// When it was registered.
     pub registered_at: Timestamp,
-    /// **[ours]** When the backend said it expires.
+    /// **\[ours\]** When the backend said it expires.
     pub expires_at: Option<Timestamp>,
 }
 

@@ -41,11 +41,11 @@ pub enum IdentityError {
     /// The request failed or timed out.
     #[error("failed to send agent identity registration request to {url}")]
     Send { url: String },
-    /// **[ours]** The backend keeps answering with identities whose `expires_at` has already
+    /// **\[ours\]** The backend keeps answering with identities whose `expires_at` has already
     /// passed when they arrive, so no usable identity can be had.
     #[error("agent identity registered at {url} had already expired when it arrived")]
     AlreadyExpired { url: String },
-    /// **[ours]** The user's auth changed while the registration was in flight; its result was
+    /// **\[ours\]** The user's auth changed while the registration was in flight; its result was
     /// for a workspace that is no longer current.
     #[error("agent identity registration was abandoned because the signed-in workspace changed")]
     AuthChanged,
@@ -231,7 +231,7 @@ pub fn read_task(
     })
 }
 
-/// The model request of a turn **[ours]**, with the assertion header when there is a task.
+/// The model request of a turn **\[ours\]**, with the assertion header when there is a task.
 pub fn model_request(config: &Config, assertion: Option<String>, text: &str) -> HttpRequest {
     let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
     if let Some(value) = assertion {

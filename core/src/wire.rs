@@ -18,7 +18,7 @@ pub const REQUEST_TIMEOUT_MS: u64 = 15_000;
 pub const BISCUIT_PATH: &str = "/authenticate_app_v2";
 /// Path of identity registration.
 pub const IDENTITY_REGISTER_PATH: &str = "/v1/agent/register";
-/// Path of the model request that carries the downstream assertion **[ours]**.
+/// Path of the model request that carries the downstream assertion **\[ours\]**.
 pub const MODEL_PATH: &str = "/v1/responses";
 /// Response header that carries the biscuit.
 pub const BISCUIT_RESPONSE_HEADER: &str = "x-openai-authorization";
@@ -138,7 +138,7 @@ pub struct IdentityRegistrationRequest {
 pub struct IdentityRegistrationResponse {
     /// The runtime id the backend assigned.
     pub agent_runtime_id: String,
-    /// **[ours]** When the identity stops being valid, RFC 3339.
+    /// **\[ours\]** When the identity stops being valid, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
 }

@@ -72,7 +72,7 @@ pub const JSON_CONTENT_TYPE: &str = "application/json";
 /// How the model behaves.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BackendConfig {
-    /// **[ours]** Lifetime of a registered identity. `None`: identities never expire (the
+    /// **\[ours\]** Lifetime of a registered identity. `None`: identities never expire (the
     /// reference design); `Some`: registration answers `expires_at` = now + ttl, cut to whole
     /// seconds, and the identity counts as expired from that instant on (`now >= expires_at`).
     pub identity_ttl_ms: Option<u64>,

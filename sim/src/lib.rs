@@ -5,7 +5,7 @@
 //! - [`engine`]: the loop (virtual clock, event queue, process crashes and restarts).
 //! - [`backend`] and [`transport`]: the backend model and the two ways to reach it.
 //! - [`fault`]: the fault plan.
-//! - [`check`] and [`reference`]: the invariants of spec section 5 and the reference resume rules.
+//! - [`check`] and [`reference`](mod@reference): the invariants of spec section 5 and the reference resume rules.
 //! - [`report`]: a run's artifacts, expectations and snapshot text.
 
 pub mod backend;

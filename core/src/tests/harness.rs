@@ -134,7 +134,7 @@ pub(super) struct FakeBackend {
     next_runtime: u32,
     next_task: u32,
     next_biscuit: u32,
-    /// **[ours]** Lifetime of registered identities, in whole seconds.
+    /// **\[ours\]** Lifetime of registered identities, in whole seconds.
     pub(super) identity_ttl_secs: Option<u64>,
     /// Every call answers 503 while set.
     pub(super) outage: bool,
