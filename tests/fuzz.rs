@@ -272,7 +272,7 @@ fn step_kind(step: &Step) -> &'static str {
         Step::Crash(CrashPoint::Now) => "crash",
         Step::Crash(CrashPoint::OnAppend(_)) => "crash on_append",
         Step::Crash(CrashPoint::OnResponse(_)) => "crash on_response",
-        Step::Restart => "restart",
+        Step::Restart(_) => "restart",
         Step::Heal => "heal",
     }
 }

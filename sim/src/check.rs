@@ -78,6 +78,13 @@ impl Checker {
         }
     }
 
+    /// The policies of the process that starts next (a `restart` may change them).
+    pub fn set_policies(&mut self, flag: bool, persist_task: bool, reacquire: bool) {
+        self.flag = flag;
+        self.persist_task = persist_task;
+        self.reacquire = reacquire;
+    }
+
     /// Records the first violation.
     pub fn violate(&mut self, invariant: u8, step: usize, message: String) {
         if self.violation.is_none() {

@@ -417,10 +417,11 @@ impl Sim {
                 CrashPoint::OnAppend(thread) => self.crash_on_append = Some(thread.clone()),
                 CrashPoint::OnResponse(endpoint) => self.crash_on_response = Some(*endpoint),
             },
-            Step::Restart => {
+            Step::Restart(change) => {
                 if self.process.is_some() {
                     self.crash("restart kills the running process");
                 }
+                self.change_config(change);
                 self.restart_process();
             }
             Step::Heal => self.faults.heal(),
@@ -848,6 +849,38 @@ impl Sim {
             ),
         );
         self.drain(None);
+    }
+
+    /// Policy changes for the next process (a config edit, a feature flag rollout).
+    fn change_config(&mut self, change: &crate::scenario::ConfigChange) {
+        if *change == crate::scenario::ConfigChange::default() {
+            return;
+        }
+        if let Some(flag) = change.flag {
+            self.config.use_agent_identity = flag;
+        }
+        if let Some(expiry) = change.expiry {
+            self.config.expiry = match expiry {
+                Expiry::Reacquire => ExpiryPolicy::Reacquire,
+                Expiry::AsShipped => ExpiryPolicy::AsShipped,
+            };
+        }
+        if let Some(persist) = change.persist_task {
+            self.config.persist_task = persist;
+        }
+        let c = &self.config;
+        self.checker.set_policies(
+            c.use_agent_identity,
+            c.persist_task,
+            c.expiry == ExpiryPolicy::Reacquire,
+        );
+        let text = format!(
+            "config for the next process: flag={} expiry={} persist_task={}",
+            if c.use_agent_identity { "on" } else { "off" },
+            if c.expiry == ExpiryPolicy::Reacquire { "reacquire" } else { "as_shipped" },
+            c.persist_task
+        );
+        self.tally.note(self.now, self.start, "-", &text);
     }
 
     fn is_current(&self, generation: u32) -> bool {

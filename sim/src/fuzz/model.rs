@@ -33,8 +33,8 @@ use super::gen::{AdvanceBy, AuthChoice, Op, Swarm};
 use super::FuzzCase;
 use crate::fault::Endpoint;
 use crate::scenario::{
-    AuthSpec, Cmp, CrashPoint, Expect, Expiry, InitialIdentity, LastStateExpect, Located,
-    ResumeSource, Scenario, ScenarioConfig, Step, TaskExpect,
+    AuthSpec, Cmp, ConfigChange, CrashPoint, Expect, Expiry, InitialIdentity, LastStateExpect,
+    Located, ResumeSource, Scenario, ScenarioConfig, Step, TaskExpect,
 };
 
 /// Thread names, in the order a case takes them.
@@ -247,7 +247,7 @@ impl<'a> Model<'a> {
             }
             Op::Settle => Some(Step::Settle),
             Op::Advance(by) => Some(Step::Advance { ms: self.advance_ms(*by) }),
-            Op::Restart => Some(Step::Restart),
+            Op::Restart => Some(Step::Restart(ConfigChange::default())),
             Op::RotateIdentity => Some(Step::RotateIdentity),
             Op::Auth(choice) => Some(Step::Auth(auth_spec(*choice))),
             Op::ExpireIdentity => Some(Step::ExpireIdentity),
@@ -307,7 +307,7 @@ impl<'a> Model<'a> {
                     t.persisted_task = true;
                 }
             }
-            Step::Restart => {
+            Step::Restart(_) => {
                 self.processes += 1;
                 self.process_up = true;
                 self.append_armed = false;
@@ -379,7 +379,7 @@ impl<'a> Model<'a> {
         }
         if !self.process_up || self.append_armed {
             // A restart also disarms a torn append that has not fired yet.
-            self.push(Step::Restart);
+            self.push(Step::Restart(ConfigChange::default()));
         }
         let resumable: Vec<String> = self
             .threads

@@ -125,6 +125,18 @@ pub enum AuthSpec {
     },
 }
 
+/// Policy changes a `restart` applies to the new process (and every later one). `None` keeps
+/// the current value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigChange {
+    /// The `use_agent_identity` feature flag.
+    pub flag: Option<bool>,
+    /// The expiry policy.
+    pub expiry: Option<Expiry>,
+    /// Whether tasks are persisted.
+    pub persist_task: Option<bool>,
+}
+
 /// Where a resumed thread's rollout comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResumeSource {
@@ -172,8 +184,8 @@ pub enum Step {
     Auth(AuthSpec),
     /// The process dies, now or at an armed point.
     Crash(CrashPoint),
-    /// A new process starts with the same auth store and config.
-    Restart,
+    /// A new process starts with the same auth store, and the config with these changes.
+    Restart(ConfigChange),
     /// The backend stops misbehaving: scripted and random faults are off for the rest of the run.
     Heal,
 }

@@ -10,8 +10,8 @@ use std::str::FromStr;
 
 use super::lex::{lex, Problem, Token, TokenKind};
 use super::{
-    AuthSpec, Cmp, CrashPoint, Expect, Expiry, InitialIdentity, LastStateExpect, Located,
-    ResumeSource, Scenario, ScenarioConfig, ScenarioError, Step, TaskExpect,
+    AuthSpec, Cmp, ConfigChange, CrashPoint, Expect, Expiry, InitialIdentity, LastStateExpect,
+    Located, ResumeSource, Scenario, ScenarioConfig, ScenarioError, Step, TaskExpect,
 };
 use crate::fault::{CallMatch, Endpoint, FaultKind, FaultRule};
 
@@ -273,7 +273,7 @@ impl Parser {
             "revoke_identity" => Step::RevokeIdentity,
             "auth" => Step::Auth(auth(&mut cursor)?),
             "crash" => Step::Crash(self.crash(&mut cursor)?),
-            "restart" => Step::Restart,
+            "restart" => Step::Restart(config_change(&mut cursor)?),
             "heal" => Step::Heal,
             other => {
                 return Err(Problem::new(
@@ -645,7 +645,9 @@ fn step_usage(step: &str) -> &'static str {
         "revoke_identity" => "revoke_identity",
         "auth" => "auth chatgpt account=<id> [user=<id>] | auth api_key | auth none",
         "crash" => "crash [on_append <thread> | on_response <endpoint>]",
-        "restart" => "restart",
+        "restart" => {
+            "restart [flag=on|off] [expiry=reacquire|as_shipped] [persist_task=true|false]"
+        }
         "heal" => "heal",
         _ => "",
     }
@@ -1000,6 +1002,55 @@ fn auth(cursor: &mut Cursor<'_>) -> Result<AuthSpec, Problem> {
     }
     let account = account.ok_or_else(|| cursor.missing("account=<id>"))?;
     Ok(AuthSpec::ChatGpt { account, user })
+}
+
+/// `flag=on expiry=as_shipped persist_task=false`, each at most once, all optional.
+fn config_change(cursor: &mut Cursor<'_>) -> Result<ConfigChange, Problem> {
+    let mut change = ConfigChange::default();
+    while let Some(token) = cursor.next() {
+        let pair = match token.kind {
+            TokenKind::Word => token.text.split_once('='),
+            TokenKind::Str => None,
+        };
+        let twice = |set: bool, key: &str| {
+            if set {
+                Err(Problem::new(token.column, format!("{key} is given twice")))
+            } else {
+                Ok(())
+            }
+        };
+        let value = token.tail(token.text.find('=').map_or(token.text.len(), |i| i + 1));
+        match pair {
+            Some(("flag", _)) => {
+                twice(change.flag.is_some(), "flag")?;
+                change.flag = Some(choice(&value, "flag value", &[("on", true), ("off", false)])?);
+            }
+            Some(("expiry", _)) => {
+                twice(change.expiry.is_some(), "expiry")?;
+                change.expiry = Some(choice(
+                    &value,
+                    "expiry policy",
+                    &[("reacquire", Expiry::Reacquire), ("as_shipped", Expiry::AsShipped)],
+                )?);
+            }
+            Some(("persist_task", _)) => {
+                twice(change.persist_task.is_some(), "persist_task")?;
+                change.persist_task =
+                    Some(choice(&value, "value", &[("true", true), ("false", false)])?);
+            }
+            _ => {
+                return Err(Problem::new(
+                    token.column,
+                    format!(
+                        "expected flag=, expiry= or persist_task=, found {}: write {}",
+                        token.describe(),
+                        cursor.usage
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(change)
 }
 
 fn fault_rates(cursor: &mut Cursor<'_>) -> Result<BTreeMap<Endpoint, u16>, Problem> {

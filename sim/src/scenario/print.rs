@@ -173,7 +173,22 @@ impl fmt::Display for Step {
             Step::Crash(CrashPoint::OnResponse(endpoint)) => {
                 write!(f, "crash on_response {endpoint}")
             }
-            Step::Restart => f.write_str("restart"),
+            Step::Restart(change) => {
+                f.write_str("restart")?;
+                if let Some(flag) = change.flag {
+                    f.write_str(if flag { " flag=on" } else { " flag=off" })?;
+                }
+                if let Some(expiry) = change.expiry {
+                    f.write_str(match expiry {
+                        Expiry::Reacquire => " expiry=reacquire",
+                        Expiry::AsShipped => " expiry=as_shipped",
+                    })?;
+                }
+                if let Some(persist) = change.persist_task {
+                    write!(f, " persist_task={persist}")?;
+                }
+                Ok(())
+            }
             Step::Heal => f.write_str("heal"),
         }
     }

@@ -266,7 +266,7 @@ fn steps() {
             Step::Crash(CrashPoint::Now),
             Step::Crash(CrashPoint::OnAppend("A".into())),
             Step::Crash(CrashPoint::OnResponse(Endpoint::TaskRegister)),
-            Step::Restart,
+            Step::Restart(ConfigChange::default()),
             Step::Heal,
         ]
     );
@@ -998,7 +998,14 @@ fn step() -> impl Strategy<Value = Step> {
         Just(Step::Crash(CrashPoint::Now)),
         thread().prop_map(|thread| Step::Crash(CrashPoint::OnAppend(thread))),
         endpoint().prop_map(|endpoint| Step::Crash(CrashPoint::OnResponse(endpoint))),
-        Just(Step::Restart),
+        (
+            proptest::option::of(any::<bool>()),
+            proptest::option::of(prop_oneof![Just(Expiry::Reacquire), Just(Expiry::AsShipped)]),
+            proptest::option::of(any::<bool>()),
+        )
+            .prop_map(|(flag, expiry, persist_task)| {
+                Step::Restart(ConfigChange { flag, expiry, persist_task })
+            }),
         Just(Step::Heal),
     ]
 }
