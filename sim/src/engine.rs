@@ -741,43 +741,30 @@ impl Sim {
                 ));
                 return;
             }
-            // The backend handled the request but its answer comes too late: the client times out
-            // first, and the answer still arrives afterwards, which the core must ignore.
-            (Ok(response), Some(FaultKind::Timeout)) => {
-                let late_at = self.now.plus_ms(timeout_ms + latency);
+            // The backend handled the request but the client times out first: with a timeout
+            // fault the answer comes `latency` after the timeout, and an answer slower than the
+            // timeout (spec section 2: every call has 15 s, however the latency range was written)
+            // comes at `latency`. Either way it still arrives, and the core must ignore it.
+            (Ok(response), fault)
+                if matches!(fault, Some(FaultKind::Timeout)) || latency >= timeout_ms =>
+            {
+                let (late_at, text) = if matches!(fault, Some(FaultKind::Timeout)) {
+                    (timeout_ms + latency, format!("no answer: times out after {timeout_ms}ms, the answer arrives {latency}ms later"))
+                } else {
+                    (
+                        latency,
+                        format!("no answer within {timeout_ms}ms (latency {latency}ms): times out"),
+                    )
+                };
+                let endpoint = endpoint.unwrap_or(Endpoint::Model);
                 late = Some((
-                    late_at,
-                    Scheduled::Deliver {
-                        generation,
-                        id,
-                        endpoint: endpoint.unwrap_or(Endpoint::Model),
-                        response,
-                        number,
-                    },
+                    self.now.plus_ms(late_at),
+                    Scheduled::Deliver { generation, id, endpoint, response, number },
                 ));
                 (
                     self.now.plus_ms(timeout_ms),
                     Scheduled::Fail { generation, id, failure: RequestFailure::Timeout },
-                    format!("no answer: times out after {timeout_ms}ms, the answer arrives {latency}ms later"),
-                )
-            }
-            // An answer slower than the request's timeout never reaches the client in time (spec
-            // section 2: every call has a 15 s timeout), however the latency range was written.
-            (Ok(response), _) if latency >= timeout_ms => {
-                late = Some((
-                    self.now.plus_ms(latency),
-                    Scheduled::Deliver {
-                        generation,
-                        id,
-                        endpoint: endpoint.unwrap_or(Endpoint::Model),
-                        response,
-                        number,
-                    },
-                ));
-                (
-                    self.now.plus_ms(timeout_ms),
-                    Scheduled::Fail { generation, id, failure: RequestFailure::Timeout },
-                    format!("no answer within {timeout_ms}ms (latency {latency}ms): times out"),
+                    text,
                 )
             }
             (Ok(response), _) => {
