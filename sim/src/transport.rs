@@ -49,8 +49,21 @@ pub enum TransportError {
 /// One request, one response, with the fault the simulator decided for this call.
 pub trait Transport {
     /// Sends `request` and waits for the model's response (a timeout fault still returns the
-    /// response: the caller drops it in virtual time).
+    /// response: the caller drops it in virtual time). A reset is applied here, in one place for
+    /// every transport: the model never sees the request.
     fn exchange(
+        &mut self,
+        request: &HttpRequest,
+        fault: Option<&FaultKind>,
+    ) -> Result<HttpResponse, TransportError> {
+        if matches!(fault, Some(FaultKind::Reset)) {
+            return Err(TransportError::Reset);
+        }
+        self.round_trip(request, fault)
+    }
+
+    /// The transport's own round trip to the model, for every fault but a reset.
+    fn round_trip(
         &mut self,
         request: &HttpRequest,
         fault: Option<&FaultKind>,
@@ -93,14 +106,11 @@ impl MemoryTransport {
 }
 
 impl Transport for MemoryTransport {
-    fn exchange(
+    fn round_trip(
         &mut self,
         request: &HttpRequest,
         fault: Option<&FaultKind>,
     ) -> Result<HttpResponse, TransportError> {
-        if matches!(fault, Some(FaultKind::Reset)) {
-            return Err(TransportError::Reset);
-        }
         let response =
             self.backend.lock().expect("the backend model panicked earlier").handle(request, fault);
         Ok(normalize_response(response))
@@ -201,14 +211,11 @@ impl HttpTransport {
 }
 
 impl Transport for HttpTransport {
-    fn exchange(
+    fn round_trip(
         &mut self,
         request: &HttpRequest,
         fault: Option<&FaultKind>,
     ) -> Result<HttpResponse, TransportError> {
-        if matches!(fault, Some(FaultKind::Reset)) {
-            return Err(TransportError::Reset);
-        }
         if let Some(FaultKind::Status { status: status @ 100..=199, .. }) = fault {
             // HTTP/1.1 cannot end an exchange with an informational status: hyper's server answers
             // 500 or closes the connection, whichever comes first, so the run would depend on a
