@@ -28,7 +28,7 @@ pub struct Figure {
 
 impl std::fmt::Display for Figure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:<52} {:>12.1} {}", self.name, self.value, self.unit)?;
+        write!(f, "{:<66} {:>9.1} {:<7}", self.name, self.value, self.unit)?;
         if let Some((cmp, target)) = self.target {
             let met = if cmp == ">=" { self.value >= target } else { self.value <= target };
             write!(f, "   (target {cmp} {target}: {})", if met { "met" } else { "MISSED" })?;
@@ -62,14 +62,14 @@ pub fn measure(
     let turns = 5_000 * scale;
     let bench = turns_scenario(turns);
     for (timeline, label) in
-        [(false, "timeline off, as fuzzing runs"), (true, "timeline on, as `sim scenario` runs")]
+        [(false, "timeline off (as `sim fuzz`)"), (true, "timeline on (as `sim scenario`)")]
     {
         let options =
             RunOptions { transport: TransportKind::Memory, timeline, ..RunOptions::default() };
         let (report, elapsed) = timed(|| run(&bench, &options))?;
         anyhow::ensure!(report.passed(), "the bench run failed: {}", report.verdict());
         push(Figure {
-            name: format!("simulated turns/s, memory transport, {label}"),
+            name: format!("turns/s, memory transport, {label}"),
             value: turns as f64 / elapsed.as_secs_f64(),
             unit: "turns/s",
             target: Some((">=", 10_000.0)),
