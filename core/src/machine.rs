@@ -208,23 +208,26 @@ impl Lifecycle {
 
     /// Requests sent and not yet answered, in send order.
     pub fn in_flight(&self) -> Vec<(RequestId, InFlight)> {
-        self.pending
-            .iter()
-            .map(|(id, p)| {
-                let what = match p {
-                    Pending::IdentityBiscuit => InFlight::IdentityBiscuit,
-                    Pending::IdentityRegister => InFlight::IdentityRegister,
-                    Pending::TaskBiscuit(t) => {
-                        InFlight::TaskBiscuit { thread: t.clone(), ensure: self.ensure_seq(t) }
-                    }
-                    Pending::TaskRegister(t) => {
-                        InFlight::TaskRegister { thread: t.clone(), ensure: self.ensure_seq(t) }
-                    }
-                    Pending::Model { thread, turn, .. } => InFlight::Model(thread.clone(), *turn),
-                };
-                (*id, what)
-            })
-            .collect()
+        self.pending.iter().map(|(id, p)| (*id, self.describe(p))).collect()
+    }
+
+    /// What request `id` is for, while it is in flight.
+    pub fn in_flight_request(&self, id: RequestId) -> Option<InFlight> {
+        self.pending.get(&id).map(|p| self.describe(p))
+    }
+
+    fn describe(&self, pending: &Pending) -> InFlight {
+        match pending {
+            Pending::IdentityBiscuit => InFlight::IdentityBiscuit,
+            Pending::IdentityRegister => InFlight::IdentityRegister,
+            Pending::TaskBiscuit(t) => {
+                InFlight::TaskBiscuit { thread: t.clone(), ensure: self.ensure_seq(t) }
+            }
+            Pending::TaskRegister(t) => {
+                InFlight::TaskRegister { thread: t.clone(), ensure: self.ensure_seq(t) }
+            }
+            Pending::Model { thread, turn, .. } => InFlight::Model(thread.clone(), *turn),
+        }
     }
 
     fn ensure_seq(&self, thread: &ThreadId) -> u64 {

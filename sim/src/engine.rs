@@ -890,7 +890,7 @@ impl Sim {
 
     fn in_flight_of(&self, id: RequestId) -> Option<InFlight> {
         let p = self.process.as_ref()?;
-        p.machine.in_flight().into_iter().find(|(r, _)| *r == id).map(|(_, w)| w)
+        p.machine.in_flight_request(id)
     }
 
     fn turn_done(&self, thread: &ThreadId, turn: TurnId) -> bool {
