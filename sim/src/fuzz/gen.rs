@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use proptest::sample::subsequence;
 
 use crate::fault::{Endpoint, FaultKind, RandomFaults};
-use crate::scenario::{Expiry, InitialIdentity};
+use crate::scenario::{ConfigChange, Expiry, InitialIdentity};
 
 /// The most abstract ops one case has before its liveness phase.
 pub const MAX_OPS: usize = 44;
@@ -92,6 +92,8 @@ pub enum Op {
     Fork(u8),
     /// Restart the process (killing the running one, if any).
     Restart,
+    /// Restart the process with a policy change (a flag rollout, persist or expiry switched).
+    Reconfigure(ConfigChange),
     /// Another process rotates the identity.
     RotateIdentity,
     /// The auth changes.
@@ -228,6 +230,7 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         7 => advance_strategy().prop_map(Op::Advance),
         4 => any::<u8>().prop_map(Op::Fork),
         4 => Just(Op::Restart),
+        2 => reconfigure_strategy().prop_map(Op::Reconfigure),
         3 => Just(Op::RotateIdentity),
         4 => auth_strategy().prop_map(Op::Auth),
         2 => Just(Op::ExpireIdentity),
@@ -237,6 +240,18 @@ pub fn op_strategy() -> impl Strategy<Value = Op> {
         1 => proptest::sample::select(Endpoint::ALL.to_vec()).prop_map(Op::CrashOnResponse),
         1 => Just(Op::Heal),
     ]
+}
+
+/// A policy change that changes something (each field may stay as it is, not all of them).
+fn reconfigure_strategy() -> impl Strategy<Value = ConfigChange> {
+    let expiry = prop_oneof![Just(Expiry::Reacquire), Just(Expiry::AsShipped)];
+    (
+        proptest::option::of(any::<bool>()),
+        proptest::option::of(expiry),
+        proptest::option::of(any::<bool>()),
+    )
+        .prop_map(|(flag, expiry, persist_task)| ConfigChange { flag, expiry, persist_task })
+        .prop_filter("a change changes something", |c| *c != ConfigChange::default())
 }
 
 fn advance_strategy() -> impl Strategy<Value = AdvanceBy> {

@@ -150,6 +150,14 @@ struct Model<'a> {
     processes: u64,
     sessions: u64,
     restoring_resumes: u64,
+    /// The running process's policies (the swarm's, until a `restart` changes them).
+    flag: bool,
+    persist_task: bool,
+    expiry: Expiry,
+    /// Some process ran with the flag on.
+    ever_flag_on: bool,
+    /// Some process ran with the flag on and `persist_task` on, so it may have written lines.
+    ever_persisting: bool,
 }
 
 impl<'a> Model<'a> {
@@ -167,6 +175,11 @@ impl<'a> Model<'a> {
             processes: 1,
             sessions: 0,
             restoring_resumes: 0,
+            flag: swarm.flag,
+            persist_task: swarm.persist_task,
+            expiry: swarm.expiry,
+            ever_flag_on: swarm.flag,
+            ever_persisting: swarm.flag && swarm.persist_task,
         }
     }
 
@@ -179,7 +192,7 @@ impl<'a> Model<'a> {
 
     /// Whether a task registered now certainly stays the thread's current, persisted task.
     fn tracks_persisted(&self) -> bool {
-        self.quiet() && self.swarm.flag && self.swarm.persist_task && self.auth == AuthChoice::Home
+        self.quiet() && self.flag && self.persist_task && self.auth == AuthChoice::Home
     }
 
     fn names(&self) -> &'static [&'static str] {
@@ -204,6 +217,7 @@ impl<'a> Model<'a> {
                 | Op::RevokeIdentity
                 | Op::CrashOnAppend(_)
                 | Op::CrashOnResponse(_)
+                | Op::Reconfigure(_)
         );
         if world_event && !self.swarm.world_events {
             return;
@@ -248,6 +262,7 @@ impl<'a> Model<'a> {
             Op::Settle => Some(Step::Settle),
             Op::Advance(by) => Some(Step::Advance { ms: self.advance_ms(*by) }),
             Op::Restart => Some(Step::Restart(ConfigChange::default())),
+            Op::Reconfigure(change) => Some(Step::Restart(change.clone())),
             Op::RotateIdentity => Some(Step::RotateIdentity),
             Op::Auth(choice) => Some(Step::Auth(auth_spec(*choice))),
             Op::ExpireIdentity => Some(Step::ExpireIdentity),
@@ -307,7 +322,12 @@ impl<'a> Model<'a> {
                     t.persisted_task = true;
                 }
             }
-            Step::Restart(_) => {
+            Step::Restart(change) => {
+                self.flag = change.flag.unwrap_or(self.flag);
+                self.persist_task = change.persist_task.unwrap_or(self.persist_task);
+                self.expiry = change.expiry.unwrap_or(self.expiry);
+                self.ever_flag_on |= self.flag;
+                self.ever_persisting |= self.flag && self.persist_task;
                 self.processes += 1;
                 self.process_up = true;
                 self.append_armed = false;
@@ -402,8 +422,8 @@ impl<'a> Model<'a> {
             return false;
         }
         self.push(Step::Settle);
-        if self.swarm.flag {
-            let reacquire = self.swarm.expiry == Expiry::Reacquire;
+        if self.flag {
+            let reacquire = self.expiry == Expiry::Reacquire;
             if let Some(ttl) = self.swarm.identity_ttl_ms.filter(|_| reacquire) {
                 // Every identity so far counts as expired: the turns below register a fresh one,
                 // valid for longer than the phase lasts.
@@ -440,23 +460,24 @@ impl<'a> Model<'a> {
                 });
             }
         };
-        if !self.swarm.flag {
+        if !self.ever_flag_on {
             for endpoint in [Endpoint::Biscuit, Endpoint::IdentityRegister, Endpoint::TaskRegister]
             {
                 out.push(Expect::Requests { endpoint, cmp: Cmp::Eq, count: 0 });
             }
+        }
+        if !self.ever_persisting {
             no_state_lines(&mut out);
+        }
+        if !self.flag {
             for thread in &live {
                 out.push(Expect::Task { thread: thread.clone(), state: TaskExpect::None });
             }
         } else {
-            if !self.swarm.persist_task {
-                no_state_lines(&mut out);
-            }
             if liveness_checked {
                 for thread in &live {
                     out.push(Expect::Task { thread: thread.clone(), state: TaskExpect::Current });
-                    if self.swarm.persist_task {
+                    if self.persist_task {
                         out.push(Expect::LastState {
                             thread: thread.clone(),
                             state: LastStateExpect::Task,
@@ -467,7 +488,7 @@ impl<'a> Model<'a> {
         }
         if self.quiet() {
             out.push(Expect::Events { thread: None, kind: "error".into(), cmp: Cmp::Eq, count: 0 });
-            if self.swarm.flag {
+            if self.flag {
                 let budget = self.sessions - self.restoring_resumes;
                 out.push(Expect::Requests {
                     endpoint: Endpoint::TaskRegister,
