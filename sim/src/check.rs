@@ -382,13 +382,7 @@ impl Checker {
     }
 
     /// Invariant 5, after every event.
-    pub fn after_event(
-        &mut self,
-        machine: &Lifecycle,
-        _backend: &Backend,
-        _now: Timestamp,
-        step: usize,
-    ) {
+    pub fn after_event(&mut self, machine: &Lifecycle, step: usize) {
         for thread in machine.threads() {
             if let Some(task) = machine.cached_task(thread) {
                 if self.held.get(thread) != Some(task) {
@@ -417,7 +411,6 @@ impl Checker {
     }
 
     /// Invariant 2, right after a resume: read-only, and the pure function of the reference rules.
-    #[allow(clippy::too_many_arguments)]
     pub fn after_resume(
         &mut self,
         thread: &ThreadId,
@@ -425,7 +418,6 @@ impl Checker {
         current: Option<&str>,
         restored: Option<&AgentTask>,
         commands: &[Command],
-        flag: bool,
         step: usize,
     ) {
         if commands.iter().any(|c| matches!(c, Command::Append { thread: t, .. } if t == thread)) {
@@ -447,7 +439,7 @@ impl Checker {
                 );
             }
         }
-        let predicted = reference::predict_resume(bytes, current, flag, self.persist_task);
+        let predicted = reference::predict_resume(bytes, current, self.flag, self.persist_task);
         if predicted.as_ref() != restored {
             self.violate(
                 2,

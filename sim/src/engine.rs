@@ -181,9 +181,6 @@ pub(crate) struct Sim {
     store: Box<dyn RolloutStore>,
     crash_on_append: Option<String>,
     crash_on_response: Option<Endpoint>,
-    /// Threads whose rollout ends in a torn line: the next append first ends that line, so the
-    /// torn bytes stay one damaged line instead of corrupting the next good one.
-    torn: std::collections::BTreeSet<String>,
     next_turn: u32,
     request_count: u64,
     pub(crate) tally: Tally,
@@ -249,7 +246,6 @@ impl Sim {
             store,
             crash_on_append: None,
             crash_on_response: None,
-            torn: std::collections::BTreeSet::new(),
             next_turn: 1,
             request_count: 0,
             tally: Tally::new(options.timeline),
@@ -325,9 +321,6 @@ impl Sim {
                 }
                 self.live_machine()?;
                 self.write_rollout(child, &bytes)?;
-                if !bytes.is_empty() && bytes.last() != Some(&b'\n') {
-                    self.torn.insert(child.clone());
-                }
                 let now = self.now;
                 self.checker.after_fork(&ThreadId(child.clone()), &bytes);
                 let scan = self.machine_mut().fork_thread(now, ThreadId(child.clone()), &bytes);
@@ -458,9 +451,6 @@ impl Sim {
                 bytes
             }
         };
-        if !bytes.is_empty() && bytes.last() != Some(&b'\n') {
-            self.torn.insert(thread.to_owned());
-        }
         let now = self.now;
         let current = self.machine_mut().current_runtime(now).map(str::to_owned);
         let scan = self.machine_mut().resume_thread(now, id.clone(), &bytes);
@@ -499,7 +489,6 @@ impl Sim {
             current.as_deref(),
             restored.as_ref(),
             &commands,
-            self.config.use_agent_identity,
             self.step_index,
         );
         Ok(())
@@ -574,15 +563,18 @@ impl Sim {
                     ));
                     return true;
                 }
-                let text = if awaited {
-                    format!("← {} {}", response.status, purpose_text(&what))
-                } else {
-                    format!(
-                        "← {} late answer to request #{number} ({endpoint}), after its timeout",
-                        response.status
-                    )
-                };
-                self.tally.note(now, self.start, &purpose_thread(&what), &text);
+                // Every delivery passes here: build its timeline text only when one is kept.
+                if self.tally.timeline_on() {
+                    let text = if awaited {
+                        format!("← {} {}", response.status, purpose_text(&what))
+                    } else {
+                        format!(
+                            "← {} late answer to request #{number} ({endpoint}), after its timeout",
+                            response.status
+                        )
+                    };
+                    self.tally.note(now, self.start, &purpose_thread(&what), &text);
+                }
                 let before = self.checker.snapshot_threads(self.machine_ref());
                 self.machine_mut().handle_response(now, id, response);
                 self.drain(Some((what, before)));
@@ -596,12 +588,10 @@ impl Sim {
                     RequestFailure::Timeout => "timed out",
                     RequestFailure::Connection => "connection failed",
                 };
-                self.tally.note(
-                    now,
-                    self.start,
-                    &purpose_thread(&what),
-                    &format!("✗ {} {text}", purpose_text(&what)),
-                );
+                if self.tally.timeline_on() {
+                    let text = format!("✗ {} {text}", purpose_text(&what));
+                    self.tally.note(now, self.start, &purpose_thread(&what), &text);
+                }
                 let before = self.checker.snapshot_threads(self.machine_ref());
                 self.machine_mut().handle_request_failed(now, id, failure);
                 self.drain(Some((what, before)));
@@ -633,8 +623,7 @@ impl Sim {
             );
         }
         if let Some(process) = self.process.as_ref() {
-            let backend = self.backend.lock().expect("backend lock");
-            self.checker.after_event(&process.machine, &backend, self.now, self.step_index);
+            self.checker.after_event(&process.machine, self.step_index);
         }
         done
     }
@@ -644,15 +633,13 @@ impl Sim {
         match command {
             Command::Send { id, request, timeout_ms } => self.send(*id, request, *timeout_ms),
             Command::Append { thread, line } => {
-                let mut text = line.to_json();
-                text.push('\n');
+                let json = line.to_json();
                 if self.crash_on_append.as_deref() == Some(thread.0.as_str()) {
                     self.crash_on_append = None;
-                    let torn = &text.as_bytes()[..text.len() / 2];
+                    let torn = &json.as_bytes()[..json.len().div_ceil(2)];
                     if let Err(e) = self.store.append(&thread.0, torn) {
                         self.checker.harness_failure(format!("rollout append failed: {e}"));
                     }
-                    self.torn.insert(thread.0.clone());
                     self.crash(&format!(
                         "crash in the middle of appending to {thread}'s rollout (torn line)"
                     ));
@@ -667,10 +654,7 @@ impl Sim {
                     now,
                     self.step_index,
                 );
-                if self.torn.remove(&thread.0) {
-                    text.insert(0, '\n');
-                }
-                if let Err(e) = self.store.append(&thread.0, text.as_bytes()) {
+                if let Err(e) = self.store.append_line(&thread.0, &json) {
                     self.checker.harness_failure(format!("rollout append failed: {e}"));
                 }
                 self.tally.append(now, self.start, thread, &line.item);
@@ -829,11 +813,7 @@ impl Sim {
             self.now,
             self.start,
             "-",
-            &format!(
-                "process {} starts ({})",
-                self.generation,
-                crate::report::auth_text(&self.auth)
-            ),
+            &format!("process {} starts ({})", self.generation, self.auth.describe()),
         );
         self.drain(None);
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use agentsim_core::wire::HttpRequest;
-use agentsim_core::{AgentTask, Auth, Event, LogLine, RolloutItem, ThreadId, Timestamp};
+use agentsim_core::{AgentTask, Event, LogLine, RolloutItem, ThreadId, Timestamp};
 
 use crate::backend::BackendStats;
 use crate::check::{Checker, Violation};
@@ -23,11 +23,6 @@ pub fn clock(now: Timestamp, start: Timestamp) -> String {
 /// `agent-…/task-…` or `none`.
 pub fn task_text(task: Option<&AgentTask>) -> String {
     task.map_or("none".into(), |t| format!("{}/{}", t.agent_runtime_id, t.task_id))
-}
-
-/// The auth, without its token.
-pub fn auth_text(auth: &Auth) -> String {
-    auth.describe()
 }
 
 /// The interesting, non-secret part of a request.
@@ -100,6 +95,11 @@ impl Tally {
     /// A tally; `timeline` says whether to record the human timeline.
     pub fn new(timeline: bool) -> Tally {
         Tally { timeline_on: timeline, ..Tally::default() }
+    }
+
+    /// Whether the human timeline is recorded (callers in hot paths skip building its text).
+    pub fn timeline_on(&self) -> bool {
+        self.timeline_on
     }
 
     /// A timeline line.

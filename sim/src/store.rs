@@ -17,6 +17,21 @@ pub trait RolloutStore {
     fn exists(&self, thread: &str) -> bool {
         self.threads().iter().any(|t| t == thread)
     }
+    /// Whether the rollout ends in the middle of a line (a torn write, or a copied file without a
+    /// final newline).
+    fn ends_mid_line(&self, thread: &str) -> bool;
+
+    /// Appends one JSONL line. After a torn tail it first ends that line, so the torn bytes stay
+    /// one damaged line instead of corrupting this good one.
+    fn append_line(&mut self, thread: &str, json: &str) -> std::io::Result<()> {
+        let mut bytes = Vec::with_capacity(json.len() + 2);
+        if self.ends_mid_line(thread) {
+            bytes.push(b'\n');
+        }
+        bytes.extend_from_slice(json.as_bytes());
+        bytes.push(b'\n');
+        self.append(thread, &bytes)
+    }
 }
 
 /// Rollouts held in memory.
@@ -42,6 +57,10 @@ impl RolloutStore for MemoryStore {
     fn exists(&self, thread: &str) -> bool {
         self.rollouts.contains_key(thread)
     }
+
+    fn ends_mid_line(&self, thread: &str) -> bool {
+        self.rollouts.get(thread).and_then(|r| r.last()).is_some_and(|b| *b != b'\n')
+    }
 }
 
 /// Rollouts as `<thread>.jsonl` files in a directory (a temporary one by default).
@@ -49,7 +68,8 @@ impl RolloutStore for MemoryStore {
 pub struct FileStore {
     dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
-    threads: BTreeMap<String, PathBuf>,
+    /// Each thread's file, and whether what this store wrote to it ends mid-line.
+    threads: BTreeMap<String, (PathBuf, bool)>,
 }
 
 impl FileStore {
@@ -75,13 +95,16 @@ impl RolloutStore for FileStore {
         let path = self.dir.join(format!("{thread}.jsonl"));
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
         file.write_all(bytes)?;
-        self.threads.insert(thread.to_owned(), path);
+        let entry = self.threads.entry(thread.to_owned()).or_insert((path, false));
+        if let Some(last) = bytes.last() {
+            entry.1 = *last != b'\n';
+        }
         Ok(())
     }
 
     fn read(&self, thread: &str) -> std::io::Result<Option<Vec<u8>>> {
         match self.threads.get(thread) {
-            Some(path) => std::fs::read(path).map(Some),
+            Some((path, _)) => std::fs::read(path).map(Some),
             None => Ok(None),
         }
     }
@@ -92,5 +115,9 @@ impl RolloutStore for FileStore {
 
     fn exists(&self, thread: &str) -> bool {
         self.threads.contains_key(thread)
+    }
+
+    fn ends_mid_line(&self, thread: &str) -> bool {
+        self.threads.get(thread).is_some_and(|(_, mid_line)| *mid_line)
     }
 }
