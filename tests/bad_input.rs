@@ -8,6 +8,7 @@ use std::path::Path;
 use agentsim_core::rollout::{scan, LastState, SkippedLine};
 use agentsim_core::EventKind;
 use agentsim_tests::{first_difference, fixture, inline_scenario, run_with};
+use sim::check::Invariant;
 use sim::{RunOptions, RunReport, StoreKind, TransportKind};
 
 // ---- malformed scenario files ------------------------------------------------------------------
@@ -716,7 +717,11 @@ fn informational_statuses_over_http_are_refused_the_same_way_every_time() {
             let options = RunOptions { transport: TransportKind::Http, ..RunOptions::default() };
             let report = run_with(&scenario, &options);
             let violation = report.violation.as_ref().expect("a 1xx over HTTP stops the run");
-            assert_eq!(violation.invariant, 0, "{code}: a harness failure, not the lifecycle's");
+            assert_eq!(
+                violation.invariant,
+                Invariant::Harness,
+                "{code}: a harness failure, not the lifecycle's"
+            );
             assert_eq!(
                 violation.message,
                 format!(

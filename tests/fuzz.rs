@@ -214,6 +214,10 @@ fn the_generator_is_strong_enough_to_mean_something() {
         "crash on_response",
         "restart",
         "heal",
+        "advance to_expiry",
+        "resume from_thread",
+        "damage",
+        "on",
     ];
     let missing: Vec<&str> = all.into_iter().filter(|k| !kinds.contains(k)).collect();
     assert!(missing.is_empty(), "steps never generated: {missing:?}");
@@ -256,9 +260,10 @@ fn snapshot(case: &FuzzCase, transport: TransportKind) -> String {
 }
 
 fn step_kind(step: &Step) -> &'static str {
-    use sim::scenario::CrashPoint;
+    use sim::scenario::{CrashPoint, ResumeSource};
     match step {
         Step::Start { .. } => "start",
+        Step::Resume { from: ResumeSource::Thread(_), .. } => "resume from_thread",
         Step::Resume { .. } => "resume",
         Step::Fork { .. } => "fork",
         Step::Turn { wait: true, .. } => "turn",
@@ -274,5 +279,8 @@ fn step_kind(step: &Step) -> &'static str {
         Step::Crash(CrashPoint::OnResponse(_)) => "crash on_response",
         Step::Restart(_) => "restart",
         Step::Heal => "heal",
+        Step::AdvanceToExpiry { .. } => "advance to_expiry",
+        Step::Damage { .. } => "damage",
+        Step::On { .. } => "on",
     }
 }

@@ -10,7 +10,7 @@
 
 use agentsim_core::wire::IdentityKey;
 use agentsim_tests::{all_scenarios, inline_scenario, run_with};
-use sim::check::Checker;
+use sim::check::{Checker, Invariant};
 use sim::scenario::{AuthSpec, Scenario, Step};
 use sim::{RunOptions, RunReport, TransportKind};
 
@@ -120,7 +120,12 @@ fn check_run(scenario: &Scenario, transport: TransportKind) {
     let report = run_with(scenario, &RunOptions { transport, ..RunOptions::default() });
     let what = format!("{} over {}", scenario.name, transport.name());
     if let Some(v) = &report.violation {
-        assert_ne!(v.invariant, 14, "{what}: the checker found a leak: {}", v.message);
+        assert_ne!(
+            v.invariant,
+            Invariant::NoSecrets,
+            "{what}: the checker found a leak: {}",
+            v.message
+        );
     }
     let tokens: Vec<String> =
         accounts(scenario).iter().map(|a| access_token(report.seed, a)).collect();
@@ -233,7 +238,7 @@ fn inv14_a_planted_secret_is_caught() {
         checker.check_secrets(std::iter::once(line.as_bytes()));
         if secret != &stranger {
             let violation = checker.violation.expect("the simulator's check caught the secret");
-            assert_eq!(violation.invariant, 14);
+            assert_eq!(violation.invariant, Invariant::NoSecrets);
             assert!(!violation.message.contains(secret.as_str()), "the report of a leak leaks it");
         }
     }

@@ -119,3 +119,92 @@ fn every_spec_rule_has_a_core_test_named_after_it() {
         .collect();
     assert!(missing.is_empty(), "spec rules without a core test named after them: {missing:?}");
 }
+
+/// The marker that allows the one check of spec section 4's texts (`Checker::error_text`).
+const SPEC_TEXT_MARKER: &str = "// tidy: spec-text assertion";
+
+/// Literals with a space that are HTTP protocol tokens (the `Authorization` schemes), not message
+/// text: reading a header with them is fine.
+const WIRE_TOKENS: [&str; 2] = ["AgentAssertion ", "Bearer "];
+
+/// Lines of `text` that compare a value with a string literal holding prose (a space and a
+/// letter): `starts_with("…")`, `ends_with("…")`, `contains("…")`, `strip_prefix("…")`,
+/// `== "…"`, `!= "…"`. Comment lines, lines carrying [`SPEC_TEXT_MARKER`] (or right after one)
+/// and [`WIRE_TOKENS`] are allowed.
+fn prose_comparisons(text: &str) -> Vec<(usize, String)> {
+    const OPENERS: [&str; 6] =
+        ["starts_with(\"", "ends_with(\"", "contains(\"", "strip_prefix(\"", "== \"", "!= \""];
+    let mut found = Vec::new();
+    let mut marked = false;
+    for (n, line) in text.lines().enumerate() {
+        let allowed = marked || line.contains(SPEC_TEXT_MARKER);
+        marked = line.contains(SPEC_TEXT_MARKER);
+        if allowed || line.trim_start().starts_with("//") {
+            continue;
+        }
+        for opener in OPENERS {
+            for (at, _) in line.match_indices(opener) {
+                let rest = &line[at + opener.len()..];
+                let mut literal = String::new();
+                let mut chars = rest.chars();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => literal.extend(chars.next()),
+                        c => literal.push(c),
+                    }
+                }
+                let prose = literal.contains(' ') && literal.chars().any(char::is_alphabetic);
+                if prose && !WIRE_TOKENS.contains(&literal.as_str()) {
+                    found.push((n + 1, format!("{opener}{literal}\"")));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_check_decides_on_message_text() {
+    // The invariant checks key on typed causes (`Failure`, `Invariant`), never on what a message
+    // says: a reworded message must not silently turn a check off.
+    let mut files = vec![root().join("sim/src/check.rs")];
+    let oracle = root().join("sim/src/oracle");
+    if oracle.is_dir() {
+        rust_files(&oracle, &mut files);
+    }
+    let mut found = Vec::new();
+    for file in &files {
+        let text =
+            std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for (line, what) in prose_comparisons(&text) {
+            found.push(format!("{}:{line}: {what}", file.display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "checks compare message text (key them on `Failure`; the spec's texts are checked once, \
+         in `Checker::error_text`):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_message_text_rule_catches_what_it_names() {
+    let text = [
+        "if message.starts_with(\"Agent \") {",
+        "    l.message.contains(\"prewarm failed\")",
+        "    e.text == \"model request failed\"",
+        "    v.starts_with(\"AgentAssertion\") && x.contains(\"a\\\" b\")",
+        "    header.strip_prefix(\"AgentAssertion \").or(h.strip_prefix(\"Bearer \"))",
+        "// message.starts_with(\"in a comment\")",
+        "ok.starts_with(\"no-space\") && ok.contains(\"  \")",
+        "spec.starts_with(\"the spec text\") // tidy: spec-text assertion",
+        "// tidy: spec-text assertion",
+        "spec.starts_with(\"after the marker\")",
+    ]
+    .join("\n");
+    let lines: Vec<usize> = prose_comparisons(&text).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(lines, [1, 2, 3, 4]);
+    assert_eq!(prose_comparisons(&text)[3].1, "contains(\"a\" b\"");
+}

@@ -18,6 +18,7 @@
 //! Key material comes from the seed bytes handed to [`Lifecycle::new`].
 
 pub mod config;
+pub mod limits;
 mod machine;
 pub mod marks;
 pub mod output;
@@ -37,7 +38,7 @@ pub const PLANTED_BUGS: &[&str] = &[
 
 pub use config::{Auth, Binding, Config, ExpiryPolicy, StoredIdentity};
 pub use machine::{InFlight, Lifecycle, RequestFailure};
-pub use output::{Command, Event, EventKind, Level, LogLine, RequestId, ThreadId, TurnId};
+pub use output::{Command, Event, EventKind, Failure, Level, LogLine, RequestId, ThreadId, TurnId};
 pub use rollout::{AgentTask, RolloutItem, RolloutLine, RolloutScan};
 pub use time::Timestamp;
 

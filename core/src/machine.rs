@@ -6,12 +6,17 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore as _, SeedableRng as _};
 
 use crate::config::{Auth, Binding, Config, ExpiryPolicy, StoredIdentity};
+use crate::limits::{
+    IDENTITY_ROUNDS_MAX, REACQUIRE_RETRIES_MAX, REQUEST_TIMEOUT_MS, TASK_ATTEMPTS_MAX,
+};
 use crate::marks;
-use crate::output::{Command, Event, EventKind, Level, LogLine, RequestId, ThreadId, TurnId};
+use crate::output::{
+    Command, Event, EventKind, Failure, Level, LogLine, RequestId, ThreadId, TurnId,
+};
 use crate::protocol::{self, IdentityError, TaskError};
 use crate::rollout::{self, AgentTask, RolloutItem, RolloutLine, RolloutScan};
 use crate::time::Timestamp;
-use crate::wire::{HttpRequest, HttpResponse, IdentityKey, REQUEST_TIMEOUT_MS};
+use crate::wire::{HttpRequest, HttpResponse, IdentityKey};
 
 /// Why a request produced no response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,8 +107,9 @@ struct EnsureOp {
     waiters: Vec<Waiter>,
     /// New tasks discarded because the identity changed in flight (rule 9).
     discards: u8,
-    /// Whether the one extra attempt after a 401 `identity_expired` was used (rule 18).
-    reacquired: bool,
+    /// Extra attempts used after a 401 `identity_expired` (rule 18), at most
+    /// [`REACQUIRE_RETRIES_MAX`].
+    reacquires: u8,
     /// Identities received for this ensure; bounds the loop when they keep arriving unusable.
     identity_rounds: u8,
     phase: EnsurePhase,
@@ -490,7 +496,7 @@ impl Lifecycle {
             seq,
             waiters: vec![waiter],
             discards: 0,
-            reacquired: false,
+            reacquires: 0,
             identity_rounds: 0,
             phase: EnsurePhase::AwaitingIdentity,
         });
@@ -624,7 +630,7 @@ impl Lifecycle {
             self.log(Level::Info, "discarding newly registered agent task because the registered agent identity changed", task_fields(thread, &task));
             let op = self.op_mut(thread);
             op.discards += 1;
-            if op.discards >= 2 {
+            if op.discards >= TASK_ATTEMPTS_MAX {
                 self.mark(marks::ROTATION_GAVE_UP);
                 self.finish_ensure(now, thread, Ok(None));
             } else if self.auth.binding().is_none() {
@@ -651,14 +657,14 @@ impl Lifecycle {
     ) {
         let as_shipped = self.config.expiry == ExpiryPolicy::AsShipped;
         let op = self.op_mut(thread);
-        if as_shipped || op.reacquired {
+        if as_shipped || op.reacquires >= REACQUIRE_RETRIES_MAX {
             if self.config.expiry == ExpiryPolicy::AsShipped {
                 self.mark(marks::AS_SHIPPED_REFUSAL_KEPT_IDENTITY);
             }
             self.fail_ensure(now, thread, error);
             return;
         }
-        op.reacquired = true;
+        op.reacquires += 1;
         self.mark(marks::REFUSED_IDENTITY_REACQUIRED);
         self.log(
             Level::Warn,
@@ -680,8 +686,8 @@ impl Lifecycle {
     }
 
     fn fail_ensure(&mut self, now: Timestamp, thread: &ThreadId, error: TaskError) {
-        self.log(
-            Level::Warn,
+        self.log_failure(
+            Failure::TaskRegistration,
             "agent task registration failed",
             vec![("thread", thread.to_string()), ("error", error.to_string())],
         );
@@ -711,8 +717,8 @@ impl Lifecycle {
             (Waiter::Prewarm, Ok(_)) => {}
             (Waiter::Prewarm, Err(error)) => {
                 self.mark(marks::PREWARM_FAILED);
-                self.log(
-                    Level::Warn,
+                self.log_failure(
+                    Failure::Prewarm,
                     "startup agent task prewarm failed; regular turns will retry registration",
                     vec![("thread", thread.to_string()), ("error", error.to_string())],
                 );
@@ -723,7 +729,8 @@ impl Lifecycle {
                 let message = format!(
                     "Agent task registration failed. Please try again; Codex will attempt to register the task again on the next turn: {error}"
                 );
-                self.emit(thread, EventKind::Error { turn: Some(turn), message });
+                let failure = Failure::TaskRegistration;
+                self.emit(thread, EventKind::Error { turn: Some(turn), failure, message });
                 self.end_turn(now, thread, turn);
             }
         }
@@ -853,8 +860,8 @@ impl Lifecycle {
                 Ok(())
             }
             Err(e) => {
-                self.log(
-                    Level::Warn,
+                self.log_failure(
+                    Failure::IdentityRegistration,
                     "agent identity registration failed",
                     vec![("error", e.to_string())],
                 );
@@ -878,7 +885,7 @@ impl Lifecycle {
                     // An identity that is already expired when it arrives: do not loop on it.
                     let op = self.op_mut(thread);
                     op.identity_rounds += 1;
-                    if op.identity_rounds >= 2 {
+                    if op.identity_rounds >= IDENTITY_ROUNDS_MAX {
                         let url = protocol::identity_register_url(&self.config);
                         self.fail_ensure(
                             now,
@@ -905,7 +912,8 @@ impl Lifecycle {
                 for thread in std::mem::take(&mut self.startup_waiters) {
                     self.mark(marks::IDENTITY_FAILED_AT_START);
                     let message = format!("Agent identity registration failed while `features.use_agent_identity` is enabled: {e}");
-                    self.emit(&thread, EventKind::Error { turn: None, message });
+                    let failure = Failure::IdentityRegistration;
+                    self.emit(&thread, EventKind::Error { turn: None, failure, message });
                 }
             }
         }
@@ -1011,12 +1019,14 @@ impl Lifecycle {
                 }
                 let message =
                     format!("model request failed with status {}: {body}", response.status);
-                self.emit(thread, EventKind::Error { turn: Some(turn), message });
+                let failure = Failure::ModelRequest { status: Some(response.status) };
+                self.emit(thread, EventKind::Error { turn: Some(turn), failure, message });
             }
             Err(_) => {
                 let message =
                     format!("model request failed: failed to send model request to {url}");
-                self.emit(thread, EventKind::Error { turn: Some(turn), message });
+                let failure = Failure::ModelRequest { status: None };
+                self.emit(thread, EventKind::Error { turn: Some(turn), failure, message });
             }
         }
         self.end_turn(now, thread, turn);
@@ -1094,7 +1104,18 @@ impl Lifecycle {
     }
 
     fn log(&mut self, level: Level, message: &'static str, fields: Vec<(&'static str, String)>) {
-        self.out.push_back(Command::Log(LogLine { level, message, fields }));
+        self.out.push_back(Command::Log(LogLine { level, message, failure: None, fields }));
+    }
+
+    /// One of the failure log lines of spec section 4: a warning that names what failed.
+    fn log_failure(
+        &mut self,
+        failure: Failure,
+        message: &'static str,
+        fields: Vec<(&'static str, String)>,
+    ) {
+        let failure = Some(failure);
+        self.out.push_back(Command::Log(LogLine { level: Level::Warn, message, failure, fields }));
     }
 
     fn mark(&mut self, name: &'static str) {

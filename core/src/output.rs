@@ -72,6 +72,27 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// What failed, as an `Error` event or a failure log line names it (spec section 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Identity registration: rule 4's `Error` at session start, and the warn log of a failed registration.
+    IdentityRegistration,
+    /// A prewarm's ensure (rule 5): a warn log line only, never an event.
+    Prewarm,
+    /// A turn's ensure (rule 11), and the "agent task registration failed" warn log.
+    TaskRegistration,
+    /// A turn's model request: refused with this status, or not answered (`None`).
+    ModelRequest { status: Option<u16> },
+}
+
+impl Failure {
+    /// Whether this is a failure of the agent identity/task lifecycle (rules 4, 5 and 11), as
+    /// opposed to a model request's: flag off, there must be none of these (invariant 1).
+    pub fn is_agent(self) -> bool {
+        !matches!(self, Failure::ModelRequest { .. })
+    }
+}
+
 /// The events of spec section 4.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EventKind {
@@ -80,7 +101,7 @@ pub enum EventKind {
     /// The user's message of a turn, recorded.
     UserMessage { turn: TurnId, message: String },
     /// An error shown to the user: identity registration at start (no turn) or a turn failure.
-    Error { turn: Option<TurnId>, message: String },
+    Error { turn: Option<TurnId>, failure: Failure, message: String },
     /// A turn ended (after its model response, or after its error).
     TurnComplete { turn: TurnId },
 }
@@ -164,6 +185,10 @@ pub struct LogLine {
     pub level: Level,
     /// One of the spec's key log lines, or another fixed text.
     pub message: &'static str,
+    /// What failed, for the three failure lines of spec section 4 ("agent identity registration
+    /// failed", "agent task registration failed", "startup agent task prewarm failed; …");
+    /// `None` for every other line.
+    pub failure: Option<Failure>,
     /// Named values, in a fixed order.
     pub fields: Vec<(&'static str, String)>,
 }

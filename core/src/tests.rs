@@ -6,7 +6,7 @@ mod harness;
 
 use rand_core::SeedableRng as _;
 
-use crate::output::{Level, RequestId};
+use crate::output::{Failure, Level, RequestId};
 use crate::rollout::AgentTask;
 use crate::wire::{self, HttpResponse, IdentityKey};
 use crate::{marks, Auth, Config, ExpiryPolicy, InFlight, RequestFailure, Timestamp};
@@ -164,7 +164,9 @@ fn rule04_identity_failure_at_start_is_one_error_event_and_no_background_retry()
     for thread in ["t1", "t2"] {
         assert_events(&h, thread, &["error"]);
         assert_errors(&h, thread, &[&message]);
+        assert_failures(&h, thread, &[Failure::IdentityRegistration]);
     }
+    assert_failures_logged(&h, &[Failure::IdentityRegistration]);
     assert_eq!(count_marks(&h, marks::IDENTITY_FAILED_AT_START), 2);
     assert_stored(&h, None);
 
@@ -220,6 +222,7 @@ fn rule05_prewarm_failure_is_a_warn_log_only() {
             "startup agent task prewarm failed; regular turns will retry registration",
         );
         assert_marked(&h, marks::PREWARM_FAILED);
+        assert_failures_logged(&h, &[Failure::TaskRegistration, Failure::Prewarm]);
         assert_events(&h, "t1", &[]);
         assert_session_states(&h, "t1", &[]);
         assert_cached(&h, "t1", None);
@@ -431,6 +434,17 @@ fn rule10_session_state_is_appended_only_when_the_value_changed() {
 // ---- rule 11 -----------------------------------------------------------------------------
 
 #[test]
+fn spec4_an_unanswered_model_request_is_an_error_that_names_no_status() {
+    let mut h = thread_with_task(Config::default());
+    h.turn("t1", 1);
+    let id = h.answer_until(Call::Model("t1", 1));
+    h.fail(id, RequestFailure::Timeout);
+    assert_events(&h, "t1", &TURN_1_FAILED);
+    assert_failures(&h, "t1", &[Failure::ModelRequest { status: None }]);
+    assert_failures_logged(&h, &[]);
+}
+
+#[test]
 fn rule11_turn_failure_is_one_error_event_on_that_thread_only() {
     let mut h = thread_with_task(Config::default());
     h.start("t2");
@@ -454,8 +468,10 @@ fn rule11_turn_failure_is_one_error_event_on_that_thread_only() {
             "{TASK_FAILED}agent task registration failed with status 500 from {BASE}/v1/agent/agent-a/task/register: {{\"error\":\"overloaded\"}}"
         )],
     );
+    assert_failures(&h, "t2", &[Failure::TaskRegistration]);
     assert_marked(&h, marks::TURN_ENSURE_FAILED);
     assert_logged_at(&h, Level::Warn, "agent task registration failed");
+    assert_failures_logged(&h, &[Failure::TaskRegistration]);
     // The user message stays recorded; no model request for t2.
     assert_appended_types(&h, "t2", t2_before, &["event_msg", "response_item"]);
     assert_requests(&h, &[BISCUIT, &model_as("agent-a/task-1"), &task_path("agent-a")]);
@@ -874,6 +890,8 @@ fn rule18_reacquire_model_refusal_drops_the_identity_and_the_next_turn_registers
         "t1",
         &["model request failed with status 401: {\"error\":\"identity_expired\"}"],
     );
+    assert_failures(&h, "t1", &[Failure::ModelRequest { status: Some(401) }]);
+    assert_failures_logged(&h, &[]);
     assert_marked(&h, marks::MODEL_REFUSAL_DROPPED_IDENTITY);
     assert_stored(&h, None);
     h.forget();

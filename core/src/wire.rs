@@ -11,8 +11,11 @@ use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha512};
 
-/// Every backend call times out after this long (spec section 2).
-pub const REQUEST_TIMEOUT_MS: u64 = 15_000;
+/// Every backend call times out after this long (spec section 2); defined in [`crate::limits`].
+pub use crate::limits::REQUEST_TIMEOUT_MS;
+
+/// How an `Authorization` header that carries an [`AgentAssertion`] begins (scheme and space).
+pub const ASSERTION_PREFIX: &str = "AgentAssertion ";
 
 /// Path of the biscuit endpoint.
 pub const BISCUIT_PATH: &str = "/authenticate_app_v2";
@@ -290,7 +293,7 @@ impl IdentityKey {
             timestamp: timestamp.to_owned(),
         };
         let json = serde_json::to_string(&assertion).expect("assertion serializes");
-        format!("AgentAssertion {}", URL_SAFE_NO_PAD.encode(json))
+        format!("{ASSERTION_PREFIX}{}", URL_SAFE_NO_PAD.encode(json))
     }
 }
 
@@ -362,7 +365,7 @@ pub fn seal_base64(
 
 /// Decodes an `Authorization: AgentAssertion ...` header value into its JSON fields.
 pub fn parse_assertion_header(value: &str) -> Result<AgentAssertion, AssertionError> {
-    let encoded = value.strip_prefix("AgentAssertion ").ok_or(AssertionError::Malformed)?;
+    let encoded = value.strip_prefix(ASSERTION_PREFIX).ok_or(AssertionError::Malformed)?;
     let json = URL_SAFE_NO_PAD.decode(encoded.trim()).map_err(|_| AssertionError::Malformed)?;
     serde_json::from_slice(&json).map_err(|_| AssertionError::Malformed)
 }

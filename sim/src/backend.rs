@@ -120,6 +120,26 @@ pub struct Backend {
     tasks: BTreeMap<String, String>,
     violations: Vec<String>,
     stats: BackendStats,
+    /// What the last request that reached the model got, by the model's own records.
+    last_answer: Option<Answer>,
+}
+
+/// What the backend did with one request, by its own records: the ground truth the reference
+/// model reads instead of parsing response bytes (a fault may still reshape what the client gets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A biscuit was minted.
+    Minted,
+    /// An identity was registered; `expires_at` is the instant the answer's text denotes.
+    Registered { agent_runtime_id: String, expires_at: Option<Timestamp> },
+    /// A task id was issued to a runtime.
+    Issued { task_id: String, agent_runtime_id: String },
+    /// The model request completed.
+    Completed,
+    /// Refused with this status and `error` field.
+    Refused { status: u16, error: &'static str },
+    /// An injected status fault answered instead: the request was not applied.
+    Injected { status: u16, body: Option<String> },
 }
 
 impl Backend {
@@ -136,6 +156,7 @@ impl Backend {
             tasks: BTreeMap::new(),
             violations: Vec::new(),
             stats: BackendStats::default(),
+            last_answer: None,
         }
     }
 
@@ -170,12 +191,14 @@ impl Backend {
             }
         }
         if let Some(FaultKind::Status { status, body }) = fault {
+            self.last_answer = Some(Answer::Injected { status: *status, body: body.clone() });
             return injected_status(*status, body.as_deref());
         }
         let outcome = match admission {
             Ok(admitted) => self.apply(admitted),
             Err(refusal) => Outcome::refused(&refusal),
         };
+        self.last_answer = Some(outcome.answer.clone());
         match fault {
             None | Some(FaultKind::Timeout | FaultKind::Reset) => outcome.response,
             Some(kind) => self.mangle(endpoint, kind, outcome),
@@ -238,6 +261,12 @@ impl Backend {
     /// Every violation so far, in request order: `"{METHOD} {path}: {what was wrong}"`.
     pub fn violations(&self) -> &[String] {
         &self.violations
+    }
+
+    /// What the model did with the last request that reached it ([`Backend::handle`]), once:
+    /// a request that never reaches the model (a reset) finds `None`.
+    pub fn take_last_answer(&mut self) -> Option<Answer> {
+        self.last_answer.take()
     }
 
     /// What the model has seen so far.
@@ -316,15 +345,18 @@ struct Outcome {
     response: HttpResponse,
     /// Task registration: the task id issued and the key it was sealed to.
     issued_task: Option<(String, VerifyingKey)>,
+    /// The same answer, as the model's records say it.
+    answer: Answer,
 }
 
 impl Outcome {
-    fn plain(response: HttpResponse) -> Outcome {
-        Outcome { response, issued_task: None }
+    fn plain(response: HttpResponse, answer: Answer) -> Outcome {
+        Outcome { response, issued_task: None, answer }
     }
 
     fn refused(refusal: &Refusal) -> Outcome {
-        Outcome::plain(error_response(refusal.status, refusal.error))
+        let answer = Answer::Refused { status: refusal.status, error: refusal.error };
+        Outcome::plain(error_response(refusal.status, refusal.error), answer)
     }
 }
 
@@ -448,9 +480,17 @@ impl Backend {
         let assertion = parse_assertion_header(header)
             .map_err(|_| bad("malformed AgentAssertion".to_owned()))?;
         let runtime = &assertion.agent_runtime_id;
-        if self.tasks.get(&assertion.task_id) != Some(runtime) {
-            let task = &assertion.task_id;
-            return Err(bad(format!("assertion task {task} was not issued to runtime {runtime}")));
+        match self.tasks.get(&assertion.task_id) {
+            Some(issued_to) if issued_to == runtime => {}
+            Some(issued_to) => {
+                let task = &assertion.task_id;
+                return Err(bad(format!(
+                    "assertion task {task} was issued to runtime {issued_to}, not {runtime}"
+                )));
+            }
+            // A task this backend never issued (a rollout written against another backend, or a
+            // backend that forgot) is refused, but a correct client can meet it (invariant 8).
+            None => return Err(Refusal::answer(401, "invalid_assertion")),
         }
         let record = self.runtimes.get(runtime).expect("a task's runtime is always registered");
         if Timestamp::parse_rfc3339(&assertion.timestamp).is_err() {
@@ -478,20 +518,29 @@ impl Backend {
                 self.stats.biscuits_minted += 1;
                 let mut response = json_response(b"{}".to_vec());
                 response.headers.push((BISCUIT_RESPONSE_HEADER.to_owned(), biscuit.into_bytes()));
-                Outcome::plain(response)
+                Outcome::plain(response, Answer::Minted)
             }
             Admitted::Identity { account_id, public_key } => {
                 let registered = self.register_identity(&account_id, public_key);
-                Outcome::plain(json_response(to_json(&registered)))
+                let answer = Answer::Registered {
+                    agent_runtime_id: registered.agent_runtime_id.clone(),
+                    expires_at: self.runtimes[&registered.agent_runtime_id].expires_at,
+                };
+                Outcome::plain(json_response(to_json(&registered)), answer)
             }
             Admitted::Task { agent_runtime_id, public_key } => {
                 let task_id = self.draw_unused_id("task_", 4, |b, id| b.tasks.contains_key(id));
-                self.tasks.insert(task_id.clone(), agent_runtime_id);
+                self.tasks.insert(task_id.clone(), agent_runtime_id.clone());
                 self.stats.tasks_issued += 1;
                 let encrypted_task_id =
                     seal_base64(&x25519_public(&public_key), task_id.as_bytes(), &mut self.rng);
                 let body = to_json(&TaskRegistrationResponse { encrypted_task_id });
-                Outcome { response: json_response(body), issued_task: Some((task_id, public_key)) }
+                let answer = Answer::Issued { task_id: task_id.clone(), agent_runtime_id };
+                Outcome {
+                    response: json_response(body),
+                    issued_task: Some((task_id, public_key)),
+                    answer,
+                }
             }
             Admitted::Model => {
                 self.stats.model_responses += 1;
@@ -499,7 +548,7 @@ impl Backend {
                     r#"{{"id":"resp_{}","status":"completed"}}"#,
                     self.stats.model_responses
                 );
-                Outcome::plain(json_response(body.into_bytes()))
+                Outcome::plain(json_response(body.into_bytes()), Answer::Completed)
             }
         }
     }
@@ -1072,7 +1121,9 @@ mod tests {
                 (401, br#"{"error":"invalid_assertion"}"#.as_slice())
             );
         }
-        assert_eq!(backend.violations().len(), 4, "{:?}", backend.violations());
+        // A task this backend never issued is refused but recorded as no violation: a correct
+        // client meets it when it resumes a rollout written against another backend.
+        assert_eq!(backend.violations().len(), 3, "{:?}", backend.violations());
         assert!(backend.violations().iter().all(|v| v.starts_with("POST /v1/responses: ")));
         // A bearer token on the model request is not an assertion.
         let response = backend.handle(&model_request(Some("Bearer tok".into())), None);

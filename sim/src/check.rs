@@ -2,10 +2,12 @@
 //! The first violation stops the run; the report names the invariant, the step and the seed.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use agentsim_core::limits::{REACQUIRE_RETRIES_MAX, TASK_ATTEMPTS_MAX};
 use agentsim_core::wire::{self, HttpRequest, HttpResponse};
 use agentsim_core::{
-    AgentTask, Command, Event, EventKind, InFlight, Lifecycle, RolloutItem, ThreadId, Timestamp,
+    AgentTask, Command, Event, EventKind, Failure, InFlight, Lifecycle, RolloutItem, ThreadId,
     TurnId,
 };
 
@@ -13,11 +15,143 @@ use crate::backend::Backend;
 use crate::fault::Endpoint;
 use crate::reference;
 
+/// What a [`Violation`] broke: one of the invariants of spec section 5, or a failure the harness
+/// reports the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Invariant {
+    /// Invariant 1, flag off: no agent HTTP calls, no `session_state` appended, no agent `Error`
+    /// events.
+    FlagOff,
+    /// Invariant 2: resume is read-only and a pure function of (last `session_state`, identity).
+    ResumeReadOnly,
+    /// Invariant 3, latest wins: only the last `session_state` line matters after resume.
+    LatestWins,
+    /// Invariant 4: every appended `session_state` follows a change (a registration or a clear),
+    /// never repeating the last value.
+    AppendsFollowChanges,
+    /// Invariant 5: at most one task registration in flight per thread, one identity
+    /// registration per process.
+    SingleFlight,
+    /// Invariant 6: one ensure sends at most 2 task registrations (plus one after a 401 under
+    /// `reacquire`), each after exactly one biscuit for its URL.
+    AttemptBudget,
+    /// Invariant 7: no assertion or downstream request carries a task of another runtime than the
+    /// current identity's.
+    AssertsCurrent,
+    /// Invariant 8: every signature verifies and every sealed box opens: the client speaks the
+    /// protocol.
+    ProtocolClean,
+    /// Invariant 9: a failure on one thread emits events on that thread only and changes no
+    /// other.
+    FailureIsolated,
+    /// Invariant 10: a prewarm failure emits no event, changes no state and never fails the
+    /// session.
+    PrewarmQuiet,
+    /// Invariant 11: a turn whose ensure fails emits exactly one `Error` and makes no model
+    /// request.
+    TurnFailure,
+    /// Invariant 12, liveness: once the backend is healthy, the next turn of every thread ends
+    /// with a current task.
+    Liveness,
+    /// Invariant 13, quiescent agreement: resuming a rollout now would give exactly the cached
+    /// task.
+    QuiescentAgreement,
+    /// Invariant 14: nothing secret leaves the auth store.
+    NoSecrets,
+    /// Invariant 15, durability: acknowledged lines survive a crash; resuming twice equals
+    /// resuming once.
+    Durability,
+    /// Invariant 16, ownership: a thread only uses a task it registered or restored from its own
+    /// rollout.
+    Ownership,
+    /// Invariant 17: the backend is the judge of time.
+    BackendJudgesTime,
+    /// Invariant 18, write-ahead: a task's `session_state` is appended before the first request
+    /// asserting it.
+    WriteAhead,
+    /// Invariant 19: turns of one thread run strictly in order.
+    TurnOrder,
+    /// Liveness, seen by the drive loop: a step waits for a turn that can never complete (nothing
+    /// is in flight).
+    Stuck,
+    /// Liveness, seen by the drive loop: one step hit the event cap.
+    StepCap,
+    /// The reference model's prediction differed from what core did.
+    ReferenceDivergence,
+    /// An `Error` event's message does not begin with the text spec section 4 gives for its
+    /// failure.
+    SpecText,
+    /// The harness itself failed (IO, transport), not the lifecycle.
+    Harness,
+}
+
+impl Invariant {
+    /// The numbered invariants of spec section 5, in order: `NUMBERED[n - 1]` is invariant `n`.
+    pub const NUMBERED: [Invariant; 19] = [
+        Invariant::FlagOff,
+        Invariant::ResumeReadOnly,
+        Invariant::LatestWins,
+        Invariant::AppendsFollowChanges,
+        Invariant::SingleFlight,
+        Invariant::AttemptBudget,
+        Invariant::AssertsCurrent,
+        Invariant::ProtocolClean,
+        Invariant::FailureIsolated,
+        Invariant::PrewarmQuiet,
+        Invariant::TurnFailure,
+        Invariant::Liveness,
+        Invariant::QuiescentAgreement,
+        Invariant::NoSecrets,
+        Invariant::Durability,
+        Invariant::Ownership,
+        Invariant::BackendJudgesTime,
+        Invariant::WriteAhead,
+        Invariant::TurnOrder,
+    ];
+
+    /// Its number in spec section 5, for the numbered ones.
+    pub fn spec_number(self) -> Option<u8> {
+        let index = Invariant::NUMBERED.iter().position(|i| *i == self)?;
+        Some(u8::try_from(index + 1).expect("19 invariants"))
+    }
+
+    /// How reports say where it broke: `invariant 6 broken at step 3` for a numbered invariant
+    /// (the text snapshots and summaries have always used), `liveness (stuck run) at step 3` for
+    /// the others.
+    pub fn broken_at(self, step: usize) -> String {
+        match self.spec_number() {
+            Some(_) => format!("{self} broken at step {step}"),
+            None => format!("{self} at step {step}"),
+        }
+    }
+
+    /// The numbered invariant `n` of spec section 5.
+    pub fn numbered(n: u8) -> Option<Invariant> {
+        Invariant::NUMBERED.get(usize::from(n).checked_sub(1)?).copied()
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(n) = self.spec_number() {
+            return write!(f, "invariant {n}");
+        }
+        f.write_str(match self {
+            Invariant::Stuck => "liveness (stuck run)",
+            Invariant::StepCap => "liveness (step cap)",
+            Invariant::ReferenceDivergence => "reference model divergence",
+            Invariant::SpecText => "spec section 4 text",
+            Invariant::Harness => "harness failure",
+            _ => unreachable!("numbered invariants are written above"),
+        })
+    }
+}
+
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    /// The invariant's number in spec section 5 (0: the harness itself failed).
-    pub invariant: u8,
+    /// What broke.
+    pub invariant: Invariant,
     /// The 1-based scenario step during which it broke (0: before the first step or after the last).
     pub step: usize,
     /// What happened.
@@ -86,15 +220,15 @@ impl Checker {
     }
 
     /// Records the first violation.
-    pub fn violate(&mut self, invariant: u8, step: usize, message: String) {
+    pub fn violate(&mut self, invariant: Invariant, step: usize, message: String) {
         if self.violation.is_none() {
             self.violation = Some(Violation { invariant, step, message });
         }
     }
 
-    /// The harness itself failed (IO, transport): reported like a violation, number 0.
+    /// The harness itself failed (IO, transport): reported like a violation.
     pub fn harness_failure(&mut self, message: String) {
-        self.violate(0, 0, message);
+        self.violate(Invariant::Harness, 0, message);
     }
 
     /// A new process started: ensure numbers start again.
@@ -130,14 +264,12 @@ impl Checker {
         machine.threads().map(|t| (t.clone(), machine.cached_task(t).cloned())).collect()
     }
 
-    /// Invariants 1, 6, 7 and 11, before a request leaves.
+    /// Invariants 1, 6 and 11, before a request leaves.
     pub fn before_send(
         &mut self,
-        machine: &Lifecycle,
         request: &HttpRequest,
         endpoint: Option<Endpoint>,
         what: &Option<InFlight>,
-        now: Timestamp,
         step: usize,
     ) {
         let agent_call = matches!(
@@ -146,7 +278,7 @@ impl Checker {
         );
         if !self.flag && agent_call {
             self.violate(
-                1,
+                Invariant::FlagOff,
                 step,
                 format!(
                     "flag off, yet the client sent {} {}",
@@ -163,14 +295,14 @@ impl Checker {
                 if let Some(previous) =
                     self.task_biscuit_url.insert(thread.clone(), target).filter(|_| same_ensure)
                 {
-                    self.violate(6, step, format!("{thread}: a second task biscuit before the registration it authorizes ({previous})"));
+                    self.violate(Invariant::AttemptBudget, step, format!("{thread}: a second task biscuit before the registration it authorizes ({previous})"));
                 }
             }
             Some(InFlight::TaskRegister { thread, ensure }) => {
                 match self.task_biscuit_url.remove(thread) {
                     Some(url) if url == request.url => {}
                     Some(url) => self.violate(
-                        6,
+                        Invariant::AttemptBudget,
                         step,
                         format!(
                             "{thread}: task registration to {} preceded by a biscuit for {url}",
@@ -178,7 +310,7 @@ impl Checker {
                         ),
                     ),
                     None => self.violate(
-                        6,
+                        Invariant::AttemptBudget,
                         step,
                         format!("{thread}: task registration to {} without a biscuit", request.url),
                     ),
@@ -186,10 +318,11 @@ impl Checker {
                 let count =
                     self.registrations_per_ensure.entry((self.generation, *ensure)).or_insert(0);
                 *count += 1;
-                let limit = if self.reacquire { 3 } else { 2 };
+                let limit = u32::from(TASK_ATTEMPTS_MAX)
+                    + if self.reacquire { u32::from(REACQUIRE_RETRIES_MAX) } else { 0 };
                 if *count > limit {
                     let count = *count;
-                    self.violate(6, step, format!("{thread}: one ensure sent {count} task registrations (at most {limit})"));
+                    self.violate(Invariant::AttemptBudget, step, format!("{thread}: one ensure sent {count} task registrations (at most {limit})"));
                 }
             }
             Some(InFlight::Model(thread, turn)) => {
@@ -197,58 +330,45 @@ impl Checker {
                 track.model_sent = true;
                 if track.ensure_failed {
                     self.violate(
-                        11,
+                        Invariant::TurnFailure,
                         step,
                         format!("{thread} {turn}: a model request after the turn's ensure failed"),
                     );
                 }
-                if let Some(value) =
-                    request.header("Authorization").filter(|v| v.starts_with("AgentAssertion "))
-                {
-                    match wire::parse_assertion_header(value) {
-                        Ok(assertion) => {
-                            let current = machine.current_runtime(now);
-                            if current != Some(assertion.agent_runtime_id.as_str()) {
-                                self.violate(7, step, format!("{thread} {turn}: assertion for runtime {} while the current identity is {}", assertion.agent_runtime_id, current.unwrap_or("none")));
-                            }
-                        }
-                        Err(e) => self.violate(
-                            7,
-                            step,
-                            format!("{thread} {turn}: unreadable assertion header: {e}"),
-                        ),
-                    }
-                }
+                // Invariant 7 is judged from the backend's records: `crate::judge`.
             }
             _ => {}
         }
     }
 
-    /// Invariants 1, 4 and 8, before a rollout line is written.
+    /// Invariants 1, 4 and 8, before a rollout line is written. `current` is the identity the
+    /// world's records say is current (invariant 17), not core's opinion.
     pub fn before_append(
         &mut self,
-        machine: &Lifecycle,
+        current: Option<&str>,
         backend: &Backend,
         thread: &ThreadId,
         item: &RolloutItem,
-        now: Timestamp,
         step: usize,
     ) {
         let RolloutItem::SessionState(value) = item else { return };
         if !self.flag {
-            self.violate(1, step, format!("flag off, yet {thread} appended a session_state"));
+            self.violate(
+                Invariant::FlagOff,
+                step,
+                format!("flag off, yet {thread} appended a session_state"),
+            );
         }
         let previous = self.persisted.get(thread).cloned().flatten();
         match value {
             Some(task) => {
-                let current = machine.current_runtime(now);
                 if current != Some(task.agent_runtime_id.as_str()) {
-                    self.violate(4, step, format!("{thread} persisted a task of runtime {} while the current identity is {}", task.agent_runtime_id, current.unwrap_or("none")));
+                    self.violate(Invariant::AppendsFollowChanges, step, format!("{thread} persisted a task of runtime {} while the current identity is {}", task.agent_runtime_id, current.unwrap_or("none")));
                 }
                 match backend.task_runtime(&task.task_id) {
                     Some(runtime) if runtime == task.agent_runtime_id => {}
                     other => self.violate(
-                        8,
+                        Invariant::ProtocolClean,
                         step,
                         format!(
                             "{thread} persisted task {} which the backend issued to {}",
@@ -259,7 +379,7 @@ impl Checker {
                 }
                 if previous.as_ref() == Some(value) {
                     self.violate(
-                        4,
+                        Invariant::AppendsFollowChanges,
                         step,
                         format!("{thread} appended the same session_state twice in a row"),
                     );
@@ -267,20 +387,30 @@ impl Checker {
             }
             None => {
                 if !matches!(previous, Some(Some(_))) {
-                    self.violate(4, step, format!("{thread} appended session_state null when the last value was not a task"));
+                    self.violate(Invariant::AppendsFollowChanges, step, format!("{thread} appended session_state null when the last value was not a task"));
                 }
             }
         }
         self.persisted.insert(thread.clone(), Some(value.clone()));
     }
 
-    /// Invariants 1 and 11, for each event.
+    /// Invariants 1, 10 and 11, and the texts of spec section 4, for each event.
     pub fn on_event(&mut self, event: &Event, step: usize) {
+        if let Some(text) = Checker::error_text(event) {
+            self.violate(Invariant::SpecText, step, text);
+        }
         match &event.kind {
-            EventKind::Error { turn, message } => {
-                if !self.flag && message.starts_with("Agent ") {
+            EventKind::Error { turn, failure, .. } => {
+                if *failure == Failure::Prewarm {
                     self.violate(
-                        1,
+                        Invariant::PrewarmQuiet,
+                        step,
+                        format!("a failed prewarm emitted an error event on {}", event.thread),
+                    );
+                }
+                if !self.flag && failure.is_agent() {
+                    self.violate(
+                        Invariant::FlagOff,
                         step,
                         format!("flag off, yet {} got an agent error event", event.thread),
                     );
@@ -288,12 +418,12 @@ impl Checker {
                 let Some(turn) = turn else { return };
                 let track = self.turns.entry((event.thread.clone(), *turn)).or_default();
                 track.errors += 1;
-                let ensure_failed = message.starts_with("Agent task registration failed");
+                let ensure_failed = *failure == Failure::TaskRegistration;
                 track.ensure_failed |= ensure_failed;
                 let (model_sent, errors) = (track.model_sent, track.errors);
                 if ensure_failed && model_sent {
                     self.violate(
-                        11,
+                        Invariant::TurnFailure,
                         step,
                         format!(
                             "{} {turn}: ensure failed after the model request was sent",
@@ -303,7 +433,7 @@ impl Checker {
                 }
                 if errors > 1 {
                     self.violate(
-                        11,
+                        Invariant::TurnFailure,
                         step,
                         format!("{} {turn}: more than one error event for one turn", event.thread),
                     );
@@ -314,6 +444,35 @@ impl Checker {
             }
             EventKind::TaskStarted { .. } | EventKind::UserMessage { .. } => {}
         }
+    }
+
+    /// The texts of spec section 4: an `Error` event's message begins with the text the spec gives
+    /// for its [`Failure`] (rule 4, rule 11, the downstream assertion's `model request failed …`).
+    /// The one place the checker reads message text; every invariant keys on `Failure`. Returns
+    /// what is wrong, if anything.
+    pub fn error_text(event: &Event) -> Option<String> {
+        let EventKind::Error { failure, message, .. } = &event.kind else { return None };
+        let expected = match failure {
+            Failure::IdentityRegistration => {
+                "Agent identity registration failed while `features.use_agent_identity` is enabled: "
+                    .to_owned()
+            }
+            Failure::TaskRegistration => "Agent task registration failed. Please try again; Codex will attempt to register the task again on the next turn: ".to_owned(),
+            Failure::ModelRequest { status: Some(status) } => {
+                format!("model request failed with status {status}: ")
+            }
+            Failure::ModelRequest { status: None } => "model request failed".to_owned(),
+            // Never an event; `on_event` reports one as invariant 10.
+            Failure::Prewarm => return None,
+        };
+        // tidy: spec-text assertion
+        if message.starts_with(expected.as_str()) {
+            return None;
+        }
+        Some(format!(
+            "{} error event {message:?} ({failure:?}) does not begin with {expected:?}",
+            event.thread
+        ))
     }
 
     /// Invariants 9 and 10, after a response or failure of a thread's request was handled.
@@ -349,7 +508,7 @@ impl Checker {
             if let Command::Emit(event) = command {
                 if &event.thread != owner {
                     self.violate(
-                        9,
+                        Invariant::FailureIsolated,
                         step,
                         format!("a response for {owner} emitted an event on {}", event.thread),
                     );
@@ -358,10 +517,16 @@ impl Checker {
         }
         for (thread, task) in before {
             if thread != owner && machine.cached_task(thread) != task.as_ref() {
-                self.violate(9, step, format!("a response for {owner} changed {thread}'s task"));
+                self.violate(
+                    Invariant::FailureIsolated,
+                    step,
+                    format!("a response for {owner} changed {thread}'s task"),
+                );
             }
         }
-        let prewarm_failed = commands.iter().any(|c| matches!(c, Command::Log(l) if l.message.starts_with("startup agent task prewarm failed")));
+        let prewarm_failed = commands
+            .iter()
+            .any(|c| matches!(c, Command::Log(l) if l.failure == Some(Failure::Prewarm)));
         let turn_failed = commands
             .iter()
             .any(|c| matches!(c, Command::Emit(Event { kind: EventKind::Error { .. }, .. })));
@@ -373,7 +538,7 @@ impl Checker {
             let changed = before.get(owner).map(Option::as_ref) != Some(machine.cached_task(owner));
             if appended || emitted || changed {
                 self.violate(
-                    10,
+                    Invariant::PrewarmQuiet,
                     step,
                     format!("{owner}: a failed prewarm changed state or emitted an event"),
                 );
@@ -403,10 +568,18 @@ impl Checker {
             }
         }
         if identity > 1 {
-            self.violate(5, step, format!("{identity} identity registrations in flight at once"));
+            self.violate(
+                Invariant::SingleFlight,
+                step,
+                format!("{identity} identity registrations in flight at once"),
+            );
         }
         if let Some((thread, n)) = per_thread.into_iter().find(|(_, n)| *n > 1) {
-            self.violate(5, step, format!("{thread}: {n} task registrations in flight at once"));
+            self.violate(
+                Invariant::SingleFlight,
+                step,
+                format!("{thread}: {n} task registrations in flight at once"),
+            );
         }
     }
 
@@ -421,7 +594,11 @@ impl Checker {
         step: usize,
     ) {
         if commands.iter().any(|c| matches!(c, Command::Append { thread: t, .. } if t == thread)) {
-            self.violate(2, step, format!("resuming {thread} appended to its rollout"));
+            self.violate(
+                Invariant::ResumeReadOnly,
+                step,
+                format!("resuming {thread} appended to its rollout"),
+            );
         }
         // Rule 14: a restored task is current, so the prewarm that follows reuses it: no call.
         if restored.is_some() {
@@ -429,7 +606,7 @@ impl Checker {
                 commands.iter().find(|c| matches!(c, Command::Send { .. }))
             {
                 self.violate(
-                    2,
+                    Invariant::ResumeReadOnly,
                     step,
                     format!(
                         "resuming {thread} restored a current task, yet sent {} {}",
@@ -442,7 +619,7 @@ impl Checker {
         let predicted = reference::predict_resume(bytes, current, self.flag, self.persist_task);
         if predicted.as_ref() != restored {
             self.violate(
-                2,
+                Invariant::ResumeReadOnly,
                 step,
                 format!(
                     "resuming {thread} restored {:?}, the reference rules say {:?}",
@@ -461,18 +638,17 @@ impl Checker {
 
     /// Invariant 13, after every step. The last `session_state` of each rollout is tracked from
     /// what was read at resume or fork and every append since, so no rollout is re-read.
-    pub fn quiescent(&mut self, machine: &Lifecycle, now: Timestamp, step: usize) {
+    pub fn quiescent(&mut self, machine: &Lifecycle, current: Option<&str>, step: usize) {
         if !self.persist_task || !self.flag {
             return;
         }
-        let current = machine.current_runtime(now);
         for thread in machine.threads() {
             let last = self.persisted.get(thread).cloned().flatten().flatten();
             match (machine.cached_task(thread), last) {
                 (Some(cached), Some(last)) if *cached == last => {}
                 (Some(cached), last) => {
                     self.violate(
-                        13,
+                        Invariant::QuiescentAgreement,
                         step,
                         format!(
                             "{thread} caches {} but its rollout's last session_state is {:?}",
@@ -483,7 +659,7 @@ impl Checker {
                 }
                 (None, Some(last)) if self.held.get(thread) == Some(&last) => {
                     self.violate(
-                        13,
+                        Invariant::QuiescentAgreement,
                         step,
                         format!(
                             "{thread} let go of task {} but its rollout still ends with it (no null appended)",
@@ -493,7 +669,7 @@ impl Checker {
                 }
                 (None, Some(last)) if current == Some(last.agent_runtime_id.as_str()) => {
                     self.violate(
-                        13,
+                        Invariant::QuiescentAgreement,
                         step,
                         format!(
                             "{thread} caches no task but its rollout ends with current task {}",
@@ -513,9 +689,87 @@ impl Checker {
         for text in texts {
             if let Some(secret) = secrets.iter().find(|s| text.windows(s.len()).any(|w| w == **s)) {
                 let shown = String::from_utf8_lossy(&secret[..6]).into_owned();
-                self.violate(14, 0, format!("a secret ({shown}…) appears in the run's output"));
+                self.violate(
+                    Invariant::NoSecrets,
+                    0,
+                    format!("a secret ({shown}…) appears in the run's output"),
+                );
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invariants_are_numbered_as_in_spec_section_5() {
+        for n in 1..=19 {
+            let invariant = Invariant::numbered(n).expect("numbered");
+            assert_eq!(invariant.spec_number(), Some(n));
+            assert_eq!(invariant.to_string(), format!("invariant {n}"));
+            assert_eq!(invariant.broken_at(4), format!("invariant {n} broken at step 4"));
+        }
+        assert_eq!(Invariant::numbered(0), None);
+        assert_eq!(Invariant::numbered(20), None);
+        assert_eq!(Invariant::Liveness.spec_number(), Some(12));
+        assert_eq!(Invariant::TurnOrder.spec_number(), Some(19));
+        let others = [
+            (Invariant::Stuck, "liveness (stuck run)"),
+            (Invariant::StepCap, "liveness (step cap)"),
+            (Invariant::ReferenceDivergence, "reference model divergence"),
+            (Invariant::SpecText, "spec section 4 text"),
+            (Invariant::Harness, "harness failure"),
+        ];
+        for (invariant, text) in others {
+            assert_eq!(invariant.spec_number(), None);
+            assert_eq!(invariant.to_string(), text);
+            assert_eq!(invariant.broken_at(0), format!("{text} at step 0"));
+        }
+    }
+
+    fn error(failure: Failure, message: &str) -> Event {
+        let kind = EventKind::Error { turn: None, failure, message: message.to_owned() };
+        Event { thread: ThreadId::from("A"), kind }
+    }
+
+    #[test]
+    fn error_text_holds_each_failure_to_its_spec_section_4_text() {
+        let good = [
+            (Failure::IdentityRegistration, "Agent identity registration failed while `features.use_agent_identity` is enabled: boom"),
+            (Failure::TaskRegistration, "Agent task registration failed. Please try again; Codex will attempt to register the task again on the next turn: boom"),
+            (Failure::ModelRequest { status: Some(401) }, "model request failed with status 401: {}"),
+            (Failure::ModelRequest { status: None }, "model request failed: failed to send model request to http://x"),
+        ];
+        for (failure, message) in good {
+            assert_eq!(Checker::error_text(&error(failure, message)), None, "{message}");
+        }
+        let bad = [
+            (Failure::IdentityRegistration, "Agent task registration failed. Please try again; Codex will attempt to register the task again on the next turn: boom"),
+            (Failure::TaskRegistration, "Agent task registration failed: boom"),
+            (Failure::ModelRequest { status: Some(500) }, "model request failed with status 401: {}"),
+            (Failure::ModelRequest { status: None }, "request failed"),
+        ];
+        for (failure, message) in bad {
+            assert!(Checker::error_text(&error(failure, message)).is_some(), "{message}");
+        }
+    }
+
+    #[test]
+    fn checks_key_on_the_failure_not_the_text() {
+        // Flag off, an agent failure with any text is invariant 1; a model failure is not.
+        let mut checker = Checker::new(false, true, true);
+        checker.on_event(&error(Failure::ModelRequest { status: None }, "model request failed"), 1);
+        assert_eq!(checker.violation, None);
+        checker.on_event(&error(Failure::TaskRegistration, "reworded"), 2);
+        let violation = checker.violation.expect("a violation");
+        assert_eq!(violation.invariant, Invariant::SpecText);
+        let mut checker = Checker::new(false, true, true);
+        let message =
+            "Agent identity registration failed while `features.use_agent_identity` is enabled: x";
+        checker.on_event(&error(Failure::IdentityRegistration, message), 3);
+        assert_eq!(checker.violation.map(|v| v.invariant), Some(Invariant::FlagOff));
     }
 }

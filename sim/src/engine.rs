@@ -14,17 +14,21 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore as _;
 
 use crate::backend::{Backend, BackendConfig};
-use crate::check::Checker;
+use crate::check::{Checker, Invariant};
 use crate::fault::{Endpoint, FaultKind, FaultPlan, FaultRule};
+use crate::judge::{Judge, World};
+use crate::oracle::{self, Input, Oracle, Seen};
 use crate::report::{RunReport, Tally};
 use crate::scenario::{
-    AuthSpec, CrashPoint, Expiry, InitialIdentity, ResumeSource, Scenario, Step,
+    AuthSpec, CrashPoint, Expiry, InitialIdentity, Moment, ResumeSource, Scenario, Step,
 };
 use crate::seed;
 use crate::store::{FileStore, MemoryStore, RolloutStore};
 use crate::transport::{
     HttpTransport, MemoryTransport, SharedBackend, Transport, TransportError, MEMORY_BASE_URL,
 };
+
+mod edges;
 
 /// Which transport carries backend calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -144,11 +148,14 @@ enum Scheduled {
         response: HttpResponse,
         /// The request's number in the request log.
         number: u64,
+        /// What a correct client learns from it, by the backend's records (for the oracle).
+        seen: Seen,
     },
     Fail {
         generation: u32,
         id: RequestId,
         failure: RequestFailure,
+        number: u64,
     },
 }
 
@@ -181,10 +188,18 @@ pub(crate) struct Sim {
     store: Box<dyn RolloutStore>,
     crash_on_append: Option<String>,
     crash_on_response: Option<Endpoint>,
+    /// World changes armed by `on` steps in the running process.
+    arms: Vec<edges::Arm>,
+    /// What the core must hear of fired world changes once the current drain is over.
+    deferred: Vec<edges::Deferred>,
+    /// Set while a resume's drain is checked, so deferred inputs wait for the check.
+    hold_deferred: bool,
     next_turn: u32,
     request_count: u64,
     pub(crate) tally: Tally,
     pub(crate) checker: Checker,
+    oracle: Oracle,
+    judge: Judge,
     step_line: usize,
     step_index: usize,
 }
@@ -246,10 +261,15 @@ impl Sim {
             store,
             crash_on_append: None,
             crash_on_response: None,
+            arms: Vec::new(),
+            deferred: Vec::new(),
+            hold_deferred: false,
             next_turn: 1,
             request_count: 0,
             tally: Tally::new(options.timeline),
             checker: Checker::new(c.flag, c.persist_task, c.expiry == Expiry::Reacquire),
+            oracle: Oracle::default(),
+            judge: Judge::default(),
             step_line: 0,
             step_index: 0,
         };
@@ -308,6 +328,7 @@ impl Sim {
                     return Err(format!("thread {thread:?} is already running"));
                 }
                 let now = self.now;
+                self.oracle.feed(now, Input::Start(thread));
                 self.machine_mut().start_thread(now, ThreadId(thread.clone()));
                 self.drain(None);
             }
@@ -323,6 +344,8 @@ impl Sim {
                 self.write_rollout(child, &bytes)?;
                 let now = self.now;
                 self.checker.after_fork(&ThreadId(child.clone()), &bytes);
+                self.oracle.feed(now, Input::Fork(child, &bytes));
+                self.judge.forked(&ThreadId(child.clone()), &bytes);
                 let scan = self.machine_mut().fork_thread(now, ThreadId(child.clone()), &bytes);
                 self.tally.note(
                     self.now,
@@ -341,6 +364,8 @@ impl Sim {
                 self.next_turn += 1;
                 let now = self.now;
                 self.checker.turn_submitted(&id, turn);
+                self.oracle.feed(now, Input::Turn(thread, turn.0));
+                self.judge.submitted(&id, turn);
                 self.machine_mut().submit_turn(now, &id, turn, text);
                 self.drain(None);
                 if *wait {
@@ -370,10 +395,7 @@ impl Sim {
                     );
                 } else {
                     self.register_out_of_band("rotated identity");
-                    if let Some(p) = self.process.as_mut() {
-                        p.machine.handle_identity_store_changed(self.now, self.auth_store.clone());
-                        self.drain(None);
-                    }
+                    self.notify_identity_replaced();
                 }
             }
             Step::ExpireIdentity | Step::RevokeIdentity => {
@@ -400,10 +422,7 @@ impl Sim {
             }
             Step::Auth(spec) => {
                 self.auth = self.auth_for(spec);
-                if let Some(p) = self.process.as_mut() {
-                    p.machine.handle_auth_changed(self.now, self.auth.clone());
-                    self.drain(None);
-                }
+                self.notify_auth_changed();
             }
             Step::Crash(point) => match point {
                 CrashPoint::Now => self.crash("crash"),
@@ -418,6 +437,13 @@ impl Sim {
                 self.restart_process();
             }
             Step::Heal => self.faults.heal(),
+            Step::AdvanceToExpiry { offset_ms } => {
+                if let Some(ms) = self.ms_until_expiry(*offset_ms) {
+                    return self.step(scenario, &Step::Advance { ms });
+                }
+            }
+            Step::Damage { thread, kind } => self.damage(thread, *kind)?,
+            Step::On { endpoint, moment, world } => self.arm(*endpoint, *moment, world)?,
         }
         Ok(())
     }
@@ -450,9 +476,26 @@ impl Sim {
                 self.write_rollout(thread, &bytes)?;
                 bytes
             }
+            ResumeSource::Thread(other) => {
+                let bytes = self
+                    .read_rollout(other)?
+                    .ok_or_else(|| format!("thread {other:?} has no rollout to copy"))?;
+                if self.store.exists(thread) {
+                    return Err(format!(
+                        "thread {thread:?} already has a rollout; resume it without `from_thread`"
+                    ));
+                }
+                self.write_rollout(thread, &bytes)?;
+                bytes
+            }
         };
         let now = self.now;
-        let current = self.machine_mut().current_runtime(now).map(str::to_owned);
+        let current = {
+            let backend = self.backend.lock().expect("backend lock");
+            self.judged_current_runtime(&backend)
+        };
+        self.oracle.feed(now, Input::Resume(thread, &bytes));
+        self.judge.resumed(&id, &bytes);
         let scan = self.machine_mut().resume_thread(now, id.clone(), &bytes);
         let restored = self.machine_mut().cached_task(&id).cloned();
         let last = match &scan.last_state {
@@ -482,7 +525,9 @@ impl Sim {
                 &format!("resume skipped line {}: {}", skipped.line, skipped.reason),
             );
         }
+        self.hold_deferred = true;
         let commands = self.drain(None);
+        self.hold_deferred = false;
         self.checker.after_resume(
             &id,
             &bytes,
@@ -491,6 +536,7 @@ impl Sim {
             &commands,
             self.step_index,
         );
+        self.feed_deferred();
         Ok(())
     }
 
@@ -509,7 +555,7 @@ impl Sim {
             if !self.pop_next(None) {
                 // A liveness failure of the lifecycle, not bad input: report it like an invariant.
                 let step = self.step_index;
-                self.checker.violate(12, step, "the run is stuck: the step waits for a turn that can never complete (nothing is in flight)".into());
+                self.checker.violate(Invariant::Stuck, step, "the run is stuck: the step waits for a turn that can never complete (nothing is in flight)".into());
                 return Ok(());
             }
             events += 1;
@@ -524,7 +570,7 @@ impl Sim {
             let step = self.step_index;
             let cap = self.options.events_per_step_cap;
             self.checker.violate(
-                12,
+                Invariant::StepCap,
                 step,
                 format!("the drive loop hit its cap of {cap} events in one step"),
             );
@@ -550,7 +596,7 @@ impl Sim {
         self.now = self.now.max(key.0);
         let now = self.now;
         match event {
-            Scheduled::Deliver { generation, id, endpoint, response, number } => {
+            Scheduled::Deliver { generation, id, endpoint, response, number, seen } => {
                 if !self.is_current(generation) {
                     return true;
                 }
@@ -576,10 +622,20 @@ impl Sim {
                     self.tally.note(now, self.start, &purpose_thread(&what), &text);
                 }
                 let before = self.checker.snapshot_threads(self.machine_ref());
+                self.oracle.feed(now, Input::Answer { id, seen: &seen, number });
+                if let (Some(InFlight::TaskRegister { thread, .. }), Seen::Task { task_id }) =
+                    (&what, &seen)
+                {
+                    self.judge.issued(thread, task_id);
+                }
                 self.machine_mut().handle_response(now, id, response);
                 self.drain(Some((what, before)));
+                if awaited {
+                    self.fire_arms(Some(endpoint), Moment::Answered);
+                    self.feed_deferred();
+                }
             }
-            Scheduled::Fail { generation, id, failure } => {
+            Scheduled::Fail { generation, id, failure, number } => {
                 if !self.is_current(generation) {
                     return true;
                 }
@@ -593,6 +649,7 @@ impl Sim {
                     self.tally.note(now, self.start, &purpose_thread(&what), &text);
                 }
                 let before = self.checker.snapshot_threads(self.machine_ref());
+                self.oracle.feed(now, Input::Answer { id, seen: &Seen::NoAnswer, number });
                 self.machine_mut().handle_request_failed(now, id, failure);
                 self.drain(Some((what, before)));
             }
@@ -613,6 +670,19 @@ impl Sim {
                 break;
             }
         }
+        if let Some(process) = self.process.as_ref() {
+            if let Err(divergence) = self.oracle.compare(&done, &process.machine) {
+                self.checker.violate(Invariant::ReferenceDivergence, self.step_index, divergence);
+            }
+            for thread in process.machine.threads() {
+                if let Some(task) = process.machine.cached_task(thread) {
+                    self.judge.cached(thread, task, self.step_index);
+                }
+            }
+        }
+        if let Some(v) = self.judge.violation.take() {
+            self.checker.violate(v.invariant, v.step, v.message);
+        }
         if let (Some((what, before)), Some(process)) = (cause, self.process.as_ref()) {
             self.checker.after_delivery(
                 what.as_ref(),
@@ -625,6 +695,7 @@ impl Sim {
         if let Some(process) = self.process.as_ref() {
             self.checker.after_event(&process.machine, self.step_index);
         }
+        self.feed_deferred();
         done
     }
 
@@ -645,15 +716,18 @@ impl Sim {
                     ));
                     return;
                 }
-                let machine = &self.process.as_ref().expect("live").machine;
+                let backend = self.backend.lock().expect("backend lock");
+                let current = self.judged_current_runtime(&backend);
                 self.checker.before_append(
-                    machine,
-                    &self.backend.lock().expect("backend lock"),
+                    current.as_deref(),
+                    &backend,
                     thread,
                     &line.item,
-                    now,
                     self.step_index,
                 );
+                if let agentsim_core::RolloutItem::SessionState(Some(task)) = &line.item {
+                    self.judge.appended_task(thread, task, self.step_index);
+                }
                 if let Err(e) = self.store.append_line(&thread.0, &json) {
                     self.checker.harness_failure(format!("rollout append failed: {e}"));
                 }
@@ -661,6 +735,7 @@ impl Sim {
             }
             Command::Emit(event) => {
                 self.checker.on_event(event, self.step_index);
+                self.judge.event(event, self.step_index);
                 self.tally.event(now, self.start, event);
             }
             Command::StoreIdentity(stored) => {
@@ -702,10 +777,15 @@ impl Sim {
             None => None,
         };
         let latency = seed::uniform(&mut self.latency_rng, self.latency_ms.0, self.latency_ms.1);
-        let machine = &self.process.as_ref().expect("live").machine;
-        self.checker.before_send(machine, request, endpoint, &what, self.now, self.step_index);
+        self.checker.before_send(request, endpoint, &what, self.step_index);
+        if let Some(InFlight::Model(thread, turn)) = &what {
+            self.judge_model_request(thread, *turn, request);
+        }
+        self.fire_arms(endpoint, Moment::Before);
         self.backend.lock().expect("backend lock").set_now(self.now);
         let outcome = self.transport.exchange(request, fault.as_ref());
+        let answer = self.backend.lock().expect("backend lock").take_last_answer();
+        self.fire_arms(endpoint, Moment::Sent);
         let number = self.request_count;
         let mut late = None;
         let (at, scheduled, outcome_text) = match (outcome, &fault) {
@@ -713,7 +793,7 @@ impl Sim {
                 let at = self.now.plus_ms(latency.min(timeout_ms));
                 (
                     at,
-                    Scheduled::Fail { generation, id, failure: RequestFailure::Connection },
+                    Scheduled::Fail { generation, id, failure: RequestFailure::Connection, number },
                     "connection reset".to_owned(),
                 )
             }
@@ -741,13 +821,14 @@ impl Sim {
                     )
                 };
                 let endpoint = endpoint.unwrap_or(Endpoint::Model);
+                let seen = oracle::classify(endpoint, fault.as_ref(), answer.as_ref());
                 late = Some((
                     self.now.plus_ms(late_at),
-                    Scheduled::Deliver { generation, id, endpoint, response, number },
+                    Scheduled::Deliver { generation, id, endpoint, response, number, seen },
                 ));
                 (
                     self.now.plus_ms(timeout_ms),
-                    Scheduled::Fail { generation, id, failure: RequestFailure::Timeout },
+                    Scheduled::Fail { generation, id, failure: RequestFailure::Timeout, number },
                     text,
                 )
             }
@@ -760,7 +841,8 @@ impl Sim {
                 );
                 self.checker.secrets_from_response(&response);
                 let endpoint = endpoint.unwrap_or(Endpoint::Model);
-                (at, Scheduled::Deliver { generation, id, endpoint, response, number }, text)
+                let seen = oracle::classify(endpoint, fault.as_ref(), answer.as_ref());
+                (at, Scheduled::Deliver { generation, id, endpoint, response, number, seen }, text)
             }
         };
         let fault_text =
@@ -792,8 +874,11 @@ impl Sim {
             &format!("process {} dies: {why}", self.generation),
         );
         self.process = None;
+        self.oracle.process_died();
+        self.judge.process_died();
         self.crash_on_append = None;
         self.crash_on_response = None;
+        self.disarm_world();
         // Everything in flight dies with the process.
         self.queue.clear();
     }
@@ -808,6 +893,7 @@ impl Sim {
             core_seed,
         );
         self.process = Some(Process { machine, generation: self.generation });
+        self.oracle.process_started(&self.config, &self.auth, self.auth_store.as_ref());
         self.checker.process_started(self.generation);
         self.tally.note(
             self.now,
@@ -879,6 +965,64 @@ impl Sim {
 
     // ---- the world outside the process ---------------------------------------------------
 
+    /// Invariants 7 and 16 to 19 for a model request, judged by the world's records.
+    fn judge_model_request(&mut self, thread: &ThreadId, turn: TurnId, request: &HttpRequest) {
+        let asserted = oracle::assertion_of(request).and_then(Result::ok);
+        let backend = self.backend.lock().expect("backend lock");
+        let current = self.judged_current_runtime(&backend);
+        let world = World {
+            now: self.now,
+            flag: self.config.use_agent_identity,
+            reacquire: self.config.expiry == ExpiryPolicy::Reacquire,
+            persist_task: self.config.persist_task,
+            current_runtime: current.as_deref(),
+            backend: &backend,
+            step: self.step_index,
+        };
+        let assertion =
+            asserted.as_ref().map(|a| (a.agent_runtime_id.as_str(), a.task_id.as_str()));
+        self.judge.model_request(world, thread, turn, assertion);
+    }
+
+    /// The identity that is current by the world's records (invariant 17): the auth store's,
+    /// when the flag is on, it belongs to the signed-in workspace and, under `reacquire`, the
+    /// backend's record says it has not expired.
+    fn judged_current_runtime(&self, backend: &Backend) -> Option<String> {
+        let signed_in = self.auth.binding().filter(|_| self.config.use_agent_identity)?;
+        let stored = self.auth_store.as_ref()?;
+        let same_user = match (&stored.binding.user_id, &signed_in.user_id) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        if stored.binding.account_id != signed_in.account_id || !same_user {
+            return None;
+        }
+        let expires_at = backend.runtime(&stored.agent_runtime_id).and_then(|r| r.expires_at);
+        let expired = expires_at.is_some_and(|at| self.now >= at);
+        if expired && self.config.expiry == ExpiryPolicy::Reacquire {
+            return None;
+        }
+        Some(stored.agent_runtime_id.clone())
+    }
+
+    /// Tells the running process (and the oracle) that the auth store was replaced.
+    fn notify_identity_replaced(&mut self) {
+        if let Some(p) = self.process.as_mut() {
+            self.oracle.feed(self.now, Input::IdentityReplaced(self.auth_store.as_ref()));
+            p.machine.handle_identity_store_changed(self.now, self.auth_store.clone());
+            self.drain(None);
+        }
+    }
+
+    /// Tells the running process (and the oracle) that the auth changed.
+    fn notify_auth_changed(&mut self) {
+        if let Some(p) = self.process.as_mut() {
+            self.oracle.feed(self.now, Input::Auth(&self.auth));
+            p.machine.handle_auth_changed(self.now, self.auth.clone());
+            self.drain(None);
+        }
+    }
+
     fn auth_for(&mut self, spec: &AuthSpec) -> Auth {
         match spec {
             AuthSpec::None => Auth::None,
@@ -947,7 +1091,11 @@ impl Sim {
 
     fn check_quiescent(&mut self) {
         if let Some(p) = self.process.as_ref() {
-            self.checker.quiescent(&p.machine, self.now, self.step_index);
+            let current = {
+                let backend = self.backend.lock().expect("backend lock");
+                self.judged_current_runtime(&backend)
+            };
+            self.checker.quiescent(&p.machine, current.as_deref(), self.step_index);
         }
     }
 
@@ -981,7 +1129,7 @@ impl Sim {
         if self.checker.violation.is_none() {
             if let Some(v) = backend.violations().first() {
                 self.checker.violate(
-                    8,
+                    Invariant::ProtocolClean,
                     self.step_index,
                     format!("the backend refused a protocol violation by the client: {v}"),
                 );

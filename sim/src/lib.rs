@@ -7,14 +7,18 @@
 //! - [`fault`]: the fault plan.
 //! - [`check`] and [`reference`](mod@reference): the invariants of spec section 5 and the reference resume rules.
 //! - [`report`]: a run's artifacts, expectations and snapshot text.
+//! - [`damage`]: the rollout rewrites of the `damage` step.
 
 pub mod backend;
 pub mod bench;
 pub mod catalog;
 pub mod check;
+pub mod damage;
 pub mod engine;
 pub mod fault;
 pub mod fuzz;
+pub mod judge;
+pub mod oracle;
 pub mod reference;
 pub mod report;
 pub mod scenario;

@@ -243,7 +243,7 @@ fn print_text(report: &RunReport, path: &Path) {
     let marks: Vec<String> = report.tally.marks.keys().map(|m| m.to_string()).collect();
     println!("marks hit: {}", marks.join(" "));
     if let Some(v) = &report.violation {
-        println!("invariant {} violated at step {}: {}", v.invariant, v.step, v.message);
+        println!("{}: {}", v.invariant.broken_at(v.step), v.message);
     }
     for failure in &report.failed_expectations {
         // `line N: ...` in the report; `file:N: ...` here, so an editor can jump to it.
@@ -263,7 +263,7 @@ fn report_json(report: &RunReport) -> serde_json::Value {
         "transport": report.transport.name(),
         "passed": report.passed(),
         "verdict": report.verdict(),
-        "violation": report.violation.as_ref().map(|v| serde_json::json!({"invariant": v.invariant, "step": v.step, "message": v.message})),
+        "violation": report.violation.as_ref().map(|v| serde_json::json!({"invariant": v.invariant.spec_number(), "what": v.invariant.to_string(), "step": v.step, "message": v.message})),
         "failed_expectations": report.failed_expectations,
         "timeline": report.tally.timeline,
         "events": report.tally.events,

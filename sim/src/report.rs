@@ -362,8 +362,10 @@ impl RunReport {
     pub fn verdict(&self) -> String {
         match (&self.violation, self.passed()) {
             (Some(v), _) => format!(
-                "FAIL: invariant {} broken at step {}: {} (seed {})",
-                v.invariant, v.step, v.message, self.seed
+                "FAIL: {}: {} (seed {})",
+                v.invariant.broken_at(v.step),
+                v.message,
+                self.seed
             ),
             (None, true) if self.expects_failure => format!(
                 "ok (canary: failed as expected, {} expectation(s) false)",

@@ -20,6 +20,8 @@ pub trait RolloutStore {
     /// Whether the rollout ends in the middle of a line (a torn write, or a copied file without a
     /// final newline).
     fn ends_mid_line(&self, thread: &str) -> bool;
+    /// Replaces the thread's whole rollout (the `damage` step; nothing in the lifecycle rewrites).
+    fn replace(&mut self, thread: &str, bytes: &[u8]) -> std::io::Result<()>;
 
     /// Appends one JSONL line. After a torn tail it first ends that line, so the torn bytes stay
     /// one damaged line instead of corrupting this good one.
@@ -60,6 +62,11 @@ impl RolloutStore for MemoryStore {
 
     fn ends_mid_line(&self, thread: &str) -> bool {
         self.rollouts.get(thread).and_then(|r| r.last()).is_some_and(|b| *b != b'\n')
+    }
+
+    fn replace(&mut self, thread: &str, bytes: &[u8]) -> std::io::Result<()> {
+        self.rollouts.insert(thread.to_owned(), bytes.to_vec());
+        Ok(())
     }
 }
 
@@ -119,5 +126,13 @@ impl RolloutStore for FileStore {
 
     fn ends_mid_line(&self, thread: &str) -> bool {
         self.threads.get(thread).is_some_and(|(_, mid_line)| *mid_line)
+    }
+
+    fn replace(&mut self, thread: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let path = self.dir.join(format!("{thread}.jsonl"));
+        std::fs::write(&path, bytes)?;
+        let mid_line = bytes.last().is_some_and(|b| *b != b'\n');
+        self.threads.insert(thread.to_owned(), (path, mid_line));
+        Ok(())
     }
 }

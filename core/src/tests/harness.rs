@@ -15,11 +15,15 @@ use ed25519_dalek::VerifyingKey;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng as _;
 
-use crate::output::{Command, Event, EventKind, Level, LogLine, RequestId, ThreadId, TurnId};
+use crate::output::{
+    Command, Event, EventKind, Failure, Level, LogLine, RequestId, ThreadId, TurnId,
+};
 use crate::rollout::{self, RolloutItem, RolloutLine, RolloutScan};
 use crate::time::Timestamp;
 use crate::wire::{self, HttpRequest, HttpResponse, IdentityKey, Method};
-use crate::{marks, Auth, Binding, Config, InFlight, Lifecycle, RequestFailure, StoredIdentity};
+use crate::{
+    limits, marks, Auth, Binding, Config, InFlight, Lifecycle, RequestFailure, StoredIdentity,
+};
 
 /// The base URL of [`Config::default`].
 pub(super) const BASE: &str = "http://backend.invalid";
@@ -613,7 +617,7 @@ impl Harness {
     fn record(&mut self, command: Command) -> String {
         match command {
             Command::Send { id, request, timeout_ms } => {
-                assert_eq!(timeout_ms, wire::REQUEST_TIMEOUT_MS, "every call has a 15 s timeout");
+                assert_eq!(timeout_ms, limits::REQUEST_TIMEOUT_MS, "every call has a 15 s timeout");
                 self.check_request(&request);
                 let what = describe_request(&request);
                 self.unanswered.push((id, request.clone()));
@@ -728,12 +732,13 @@ impl Harness {
         assert!(task_calls.values().all(|n| *n <= 1), "invariant 5: {task_calls:?}");
         // Invariant 6: one ensure sends at most 2 task registrations, plus one after a 401
         // identity_expired under reacquire.
+        let most = usize::from(limits::TASK_ATTEMPTS_MAX + limits::REACQUIRE_RETRIES_MAX);
         for (id, what) in &in_flight {
             if let InFlight::TaskRegister { ensure, .. } = what {
                 let sent = self.registrations_per_ensure.entry(*ensure).or_default();
                 sent.insert(*id);
                 assert!(
-                    sent.len() <= 3,
+                    sent.len() <= most,
                     "invariant 6: ensure {ensure} sent {} task registrations",
                     sent.len()
                 );
@@ -849,6 +854,35 @@ pub(super) fn assert_errors(h: &Harness, thread: &str, expected: &[&str]) {
         })
         .collect();
     assert_eq!(actual, expected, "error messages of {thread}");
+}
+
+/// What each of `thread`'s error events names as failed, exactly.
+#[track_caller]
+pub(super) fn assert_failures(h: &Harness, thread: &str, expected: &[Failure]) {
+    let actual: Vec<Failure> = h
+        .events
+        .iter()
+        .filter(|e| e.thread.0 == thread)
+        .filter_map(|e| match &e.kind {
+            EventKind::Error { failure, .. } => Some(*failure),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(actual, expected, "failures of {thread}");
+}
+
+/// What the failure log lines name as failed, in order; every other line names nothing.
+#[track_caller]
+pub(super) fn assert_failures_logged(h: &Harness, expected: &[Failure]) {
+    let actual: Vec<Failure> = h.logs.iter().filter_map(|l| l.failure).collect();
+    assert_eq!(actual, expected, "failure log lines in\n{}", logs_text(h));
+    for line in &h.logs {
+        assert_eq!(
+            line.failure.is_some(),
+            line.level == Level::Warn && line.message.contains("failed"),
+            "log line {line}: a warning that something failed names the failure, no other does"
+        );
+    }
 }
 
 /// Every `session_state` value in `thread`'s rollout file, oldest first.

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use proptest::sample::subsequence;
 
+use crate::damage::DamageKind;
 use crate::fault::{Endpoint, FaultKind, RandomFaults};
-use crate::scenario::{ConfigChange, Expiry, InitialIdentity};
+use crate::scenario::{ConfigChange, Expiry, InitialIdentity, Moment};
 
 /// The most abstract ops one case has before its liveness phase.
 pub const MAX_OPS: usize = 44;
@@ -21,6 +22,12 @@ pub const MAX_OPS: usize = 44;
 pub const SHORT_TTLS_MS: [u64; 3] = [120_000, 180_000, 600_000];
 /// Long TTLs: one hour and one day.
 pub const LONG_TTLS_MS: [u64; 2] = [3_600_000, 86_400_000];
+/// TTLs of the swarms dense in boundary timing: shorter than, equal to and longer than the
+/// whole-second latencies they come with ([`EDGE_LATENCIES_MS`]). No identity stays usable for
+/// long, so those cases make no liveness prediction.
+pub const EDGE_TTLS_MS: [u64; 3] = [500, 1_000, 2_000];
+/// Fixed whole-second latencies of the swarms dense in boundary timing.
+pub const EDGE_LATENCIES_MS: [(u64, u64); 2] = [(1_000, 1_000), (2_000, 2_000)];
 
 /// The run's configuration, drawn per case (swarm testing).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +54,36 @@ pub struct Swarm {
     /// auth changes and armed crash points (off: those ops are skipped, and the run may be quiet
     /// enough for the strict predictions).
     pub world_events: bool,
+    /// Which family of edge ops the case is dense in.
+    pub edges: Edges,
+}
+
+/// The edge families a swarm can be dense in (the op weights follow it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Edges {
+    /// The plain op mix.
+    Plain,
+    /// Boundary timing: `advance to_expiry` -1/0/+1 ms, TTLs around whole-second latencies.
+    Time,
+    /// Rollouts: damage, resumes from copies, forks of forks, forks during a failing prewarm.
+    Rollouts,
+    /// World changes armed at a request (`on <endpoint> <moment> ...`).
+    Identity,
+    /// A bit of every family.
+    Mixed,
+}
+
+/// The world change an `on` op arms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WorldChoice {
+    /// `rotate_identity`.
+    Rotate,
+    /// `expire_identity`.
+    Expire,
+    /// `revoke_identity`.
+    Revoke,
+    /// `auth ...`: sign-out, workspace switch, API key, back home.
+    Auth(AuthChoice),
 }
 
 /// The auths a case moves between.
@@ -110,6 +147,17 @@ pub enum Op {
     CrashOnResponse(Endpoint),
     /// Faults stop.
     Heal,
+    /// `advance to_expiry` with an offset of -1, 0 or +1 ms.
+    AdvanceToExpiry(i8),
+    /// Resume the thread with this (new) name index from a copy of another thread's rollout.
+    ResumeFromThread(u8, u8),
+    /// Damage the rollout of a thread that is not running.
+    Damage(u8, DamageKind),
+    /// Open a thread (start or resume), submit a turn if it has no rollout yet, and fork it at
+    /// once: a fork during its prewarm.
+    ForkDuringPrewarm(u8),
+    /// Arm a world change at the next request to an endpoint.
+    On(Endpoint, Moment, WorldChoice),
 }
 
 /// A whole case, its run seed included (not shrunk: another seed is another run), for
@@ -127,7 +175,12 @@ pub fn case_strategy() -> BoxedStrategy<super::FuzzCase> {
 
 /// A case body: its swarm configuration and its ops.
 pub fn body_strategy() -> BoxedStrategy<(Swarm, Vec<Op>)> {
-    (swarm_strategy(), proptest::collection::vec(op_strategy(), 0..=MAX_OPS)).boxed()
+    swarm_strategy()
+        .prop_flat_map(|swarm| {
+            let ops = proptest::collection::vec(op_strategy(swarm.edges), 0..=MAX_OPS);
+            (Just(swarm), ops)
+        })
+        .boxed()
 }
 
 /// The swarm configuration of one case.
@@ -155,21 +208,66 @@ pub fn swarm_strategy() -> impl Strategy<Value = Swarm> {
         faults_strategy(),
         prop_oneof![7 => Just(true), 4 => Just(false)],
     );
-    (policies, world).prop_map(
+    let edges = (
+        prop_oneof![
+            12 => Just(Edges::Plain),
+            2 => Just(Edges::Time),
+            2 => Just(Edges::Rollouts),
+            2 => Just(Edges::Identity),
+            1 => Just(Edges::Mixed),
+        ],
+        prop_oneof![
+            3 => proptest::sample::select(EDGE_TTLS_MS.to_vec()),
+            1 => proptest::sample::select(SHORT_TTLS_MS.to_vec()),
+        ],
+        prop_oneof![
+            3 => proptest::sample::select(EDGE_LATENCIES_MS.to_vec()),
+            1 => Just((5, 250)),
+        ],
+        prop_oneof![2 => Just(false), 1 => Just(true)],
+    );
+    (policies, world, edges).prop_map(
         |(
             (threads, expiry, persist_task, flag),
             (identity_ttl_ms, identity, auth, latency_ms, faults, world_events),
-        )| Swarm {
-            threads,
-            expiry,
-            persist_task,
-            flag,
-            identity_ttl_ms,
-            identity,
-            auth,
-            latency_ms,
-            faults,
-            world_events,
+            (edges, edge_ttl, edge_latency, prewarm_storm),
+        )| {
+            let mut swarm = Swarm {
+                threads,
+                expiry,
+                persist_task,
+                flag,
+                identity_ttl_ms,
+                identity,
+                auth,
+                latency_ms,
+                faults,
+                world_events,
+                edges,
+            };
+            match edges {
+                Edges::Plain => {}
+                Edges::Time => {
+                    swarm.identity_ttl_ms = Some(edge_ttl);
+                    swarm.latency_ms = edge_latency;
+                }
+                Edges::Rollouts => {
+                    // Forks of forks and resumes of copies need names to spare.
+                    swarm.threads = swarm.threads.max(3);
+                    if prewarm_storm {
+                        // Every prewarm fails: a fork during it copies a thread mid-failure.
+                        swarm.faults = RandomFaults {
+                            rate_per_mille: BTreeMap::from([(Endpoint::TaskRegister, 1000)]),
+                            kinds: vec![
+                                FaultKind::Status { status: 503, body: None },
+                                FaultKind::Timeout,
+                            ],
+                        };
+                    }
+                }
+                Edges::Identity | Edges::Mixed => swarm.world_events = true,
+            }
+            swarm
         },
     )
 }
@@ -220,25 +318,69 @@ pub fn fault_kinds() -> Vec<FaultKind> {
     ]
 }
 
-/// One abstract op, weighted towards turns and thread lifecycle.
-pub fn op_strategy() -> impl Strategy<Value = Op> {
+/// One abstract op, weighted towards turns and thread lifecycle, and towards the swarm's edge
+/// family (a `Plain` swarm never draws an edge op).
+pub fn op_strategy(edges: Edges) -> BoxedStrategy<Op> {
+    // Extra weight per family: (time, rollouts, identity).
+    let (time, rollouts, identity) = match edges {
+        Edges::Plain => (0, 0, 0),
+        Edges::Time => (3, 0, 0),
+        Edges::Rollouts => (0, 3, 0),
+        Edges::Identity => (0, 0, 3),
+        Edges::Mixed => (1, 1, 1),
+    };
+    let edgy = u32::from(edges != Edges::Plain);
+    let arms: Vec<(u32, BoxedStrategy<Op>)> = vec![
+        (20, any::<u8>().prop_map(Op::Turn).boxed()),
+        (14, any::<u8>().prop_map(Op::Open).boxed()),
+        (8, Just(Op::Settle).boxed()),
+        (7, any::<u8>().prop_map(Op::Submit).boxed()),
+        (7, advance_strategy().prop_map(Op::Advance).boxed()),
+        (4 + 2 * rollouts, any::<u8>().prop_map(Op::Fork).boxed()),
+        (4 + rollouts, Just(Op::Restart).boxed()),
+        (2 + 2 * edgy, reconfigure_strategy().prop_map(Op::Reconfigure).boxed()),
+        (3, Just(Op::RotateIdentity).boxed()),
+        (4, auth_strategy().prop_map(Op::Auth).boxed()),
+        (2, Just(Op::ExpireIdentity).boxed()),
+        (2, Just(Op::RevokeIdentity).boxed()),
+        (2, Just(Op::Crash).boxed()),
+        (2, any::<u8>().prop_map(Op::CrashOnAppend).boxed()),
+        (1, proptest::sample::select(Endpoint::ALL.to_vec()).prop_map(Op::CrashOnResponse).boxed()),
+        (1, Just(Op::Heal).boxed()),
+        (4 * time, (-1i8..=1).prop_map(Op::AdvanceToExpiry).boxed()),
+        (3 * time, (1u64..=2_000).prop_map(|ms| Op::Advance(AdvanceBy::Short(ms))).boxed()),
+        (
+            2 * rollouts,
+            (any::<u8>(), any::<u8>()).prop_map(|(t, s)| Op::ResumeFromThread(t, s)).boxed(),
+        ),
+        (
+            3 * rollouts,
+            (any::<u8>(), proptest::sample::select(DamageKind::ALL.to_vec()))
+                .prop_map(|(t, kind)| Op::Damage(t, kind))
+                .boxed(),
+        ),
+        (2 * rollouts, any::<u8>().prop_map(Op::ForkDuringPrewarm).boxed()),
+        (
+            5 * identity,
+            (
+                proptest::sample::select(Endpoint::ALL.to_vec()),
+                proptest::sample::select(Moment::ALL.to_vec()),
+                world_choice_strategy(),
+            )
+                .prop_map(|(endpoint, moment, world)| Op::On(endpoint, moment, world))
+                .boxed(),
+        ),
+    ];
+    let arms: Vec<(u32, BoxedStrategy<Op>)> = arms.into_iter().filter(|(w, _)| *w > 0).collect();
+    proptest::strategy::Union::new_weighted(arms).boxed()
+}
+
+fn world_choice_strategy() -> impl Strategy<Value = WorldChoice> {
     prop_oneof![
-        20 => any::<u8>().prop_map(Op::Turn),
-        14 => any::<u8>().prop_map(Op::Open),
-        8 => Just(Op::Settle),
-        7 => any::<u8>().prop_map(Op::Submit),
-        7 => advance_strategy().prop_map(Op::Advance),
-        4 => any::<u8>().prop_map(Op::Fork),
-        4 => Just(Op::Restart),
-        2 => reconfigure_strategy().prop_map(Op::Reconfigure),
-        3 => Just(Op::RotateIdentity),
-        4 => auth_strategy().prop_map(Op::Auth),
-        2 => Just(Op::ExpireIdentity),
-        2 => Just(Op::RevokeIdentity),
-        2 => Just(Op::Crash),
-        2 => any::<u8>().prop_map(Op::CrashOnAppend),
-        1 => proptest::sample::select(Endpoint::ALL.to_vec()).prop_map(Op::CrashOnResponse),
-        1 => Just(Op::Heal),
+        Just(WorldChoice::Rotate),
+        Just(WorldChoice::Expire),
+        Just(WorldChoice::Revoke),
+        auth_strategy().prop_map(WorldChoice::Auth),
     ]
 }
 

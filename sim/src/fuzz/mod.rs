@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use proptest::strategy::{Strategy as _, ValueTree as _};
 use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, TestRng, TestRunner};
 
+use crate::check::Invariant;
 use crate::engine::{RunError, RunOptions, StoreKind, TransportKind};
 use crate::report::RunReport;
 use crate::scenario::{self, Expect, Scenario};
@@ -96,7 +97,7 @@ pub struct KnownIssue {
     /// A short name.
     pub name: &'static str,
     /// The invariant it breaks.
-    pub invariant: u8,
+    pub invariant: Invariant,
     /// Text of the violation message that identifies it.
     pub contains: &'static str,
     /// What happens.
@@ -138,8 +139,8 @@ impl FuzzCase {
 pub enum Failure {
     /// The engine found a broken spec-5 invariant.
     Violation {
-        /// The invariant's number (0: the harness itself failed).
-        invariant: u8,
+        /// What broke.
+        invariant: Invariant,
         /// The 1-based step during which it broke.
         step: usize,
         /// What happened.
@@ -166,7 +167,7 @@ impl Failure {
     /// the kind of error.
     pub fn kind(&self) -> String {
         match self {
-            Failure::Violation { invariant, .. } => format!("invariant {invariant}"),
+            Failure::Violation { invariant, .. } => invariant.to_string(),
             Failure::Expectations(list) => {
                 let first = list.first().map(String::as_str).unwrap_or_default();
                 // "line 40: expect requests task_register <= 3 (actual 4)": keep the expectation's
@@ -194,7 +195,7 @@ impl Failure {
     pub fn summary(&self) -> String {
         match self {
             Failure::Violation { invariant, step, message } => {
-                format!("invariant {invariant} broken at step {step}: {message}")
+                format!("{}: {message}", invariant.broken_at(*step))
             }
             Failure::Expectations(list) => format!(
                 "{} reference-model expectation(s) failed, first: {}",

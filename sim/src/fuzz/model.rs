@@ -37,6 +37,8 @@ use crate::scenario::{
     Located, ResumeSource, Scenario, ScenarioConfig, Step, TaskExpect,
 };
 
+mod edges;
+
 /// Thread names, in the order a case takes them.
 pub const THREAD_NAMES: [&str; 4] = ["A", "B", "C", "D"];
 
@@ -44,6 +46,11 @@ pub const THREAD_NAMES: [&str; 4] = ["A", "B", "C", "D"];
 /// process it was set in: the engine clears both arms when that process dies (by the arm firing,
 /// a `crash`, or a `restart`), so the model does too.
 const RESTART_DISARMS_RESPONSE_CRASH: bool = true;
+
+/// Below this identity TTL no identity stays usable through the liveness phase (a few turns at the
+/// slowest latency, each behind a biscuit and registrations), so liveness cannot be promised:
+/// such cases make no liveness prediction rather than a wrong one.
+pub const LIVENESS_MIN_TTL_MS: u64 = 60_000;
 
 /// A case turned into a scenario, with what the model knew while doing it.
 #[derive(Clone, Debug)]
@@ -142,6 +149,16 @@ struct Model<'a> {
     process_up: bool,
     append_armed: bool,
     response_armed: bool,
+    /// An `on` arm may still fire (it fires at a request the model cannot place).
+    world_armed: bool,
+    /// An armed expiry or revocation may still fire, so a rotation does not untaint.
+    taint_armed: bool,
+    /// The process was certainly killed (`crash`), so no thread runs.
+    process_dead: bool,
+    /// An armed auth change may have fired: the auth is not known.
+    auth_uncertain: bool,
+    /// Some rollout was damaged (a damaged task may fail turns).
+    damaged: bool,
     auth: AuthChoice,
     /// The backend may refuse the stored identity (expired or revoked by hand).
     tainted: bool,
@@ -169,6 +186,11 @@ impl<'a> Model<'a> {
             process_up: true,
             append_armed: false,
             response_armed: false,
+            world_armed: false,
+            taint_armed: false,
+            process_dead: false,
+            auth_uncertain: false,
+            damaged: false,
             auth: swarm.auth,
             tainted: false,
             world_quiet: true,
@@ -186,6 +208,7 @@ impl<'a> Model<'a> {
     /// Quiet enough for the strict predictions: no faults, no TTL, and no world event.
     fn quiet(&self) -> bool {
         self.world_quiet
+            && !self.damaged
             && self.swarm.faults.rate_per_mille.is_empty()
             && self.swarm.identity_ttl_ms.is_none()
     }
@@ -218,8 +241,13 @@ impl<'a> Model<'a> {
                 | Op::CrashOnAppend(_)
                 | Op::CrashOnResponse(_)
                 | Op::Reconfigure(_)
+                | Op::On(..)
         );
         if world_event && !self.swarm.world_events {
+            return;
+        }
+        if let Op::ForkDuringPrewarm(i) = op {
+            self.fork_during_prewarm(*i);
             return;
         }
         let Some(step) = self.step_for(op) else { return };
@@ -275,6 +303,11 @@ impl<'a> Model<'a> {
             Op::CrashOnResponse(endpoint) => (up && !self.response_armed)
                 .then_some(Step::Crash(CrashPoint::OnResponse(*endpoint))),
             Op::Heal => Some(Step::Heal),
+            Op::AdvanceToExpiry(_)
+            | Op::ResumeFromThread(..)
+            | Op::Damage(..)
+            | Op::On(..)
+            | Op::ForkDuringPrewarm(_) => self.edge_step(op),
         }
     }
 
@@ -293,6 +326,14 @@ impl<'a> Model<'a> {
                 self.sessions += 1;
                 self.threads
                     .insert(thread.clone(), ThreadState { live: true, ..ThreadState::default() });
+            }
+            Step::Resume { thread, from: ResumeSource::Thread(_) } => {
+                // A copy of another rollout: whether it restores a task is not tracked.
+                self.sessions += 1;
+                self.threads.insert(
+                    thread.clone(),
+                    ThreadState { live: true, rollout: true, persisted_task: false },
+                );
             }
             Step::Resume { thread, .. } => {
                 self.sessions += 1;
@@ -330,7 +371,10 @@ impl<'a> Model<'a> {
                 self.ever_persisting |= self.flag && self.persist_task;
                 self.processes += 1;
                 self.process_up = true;
+                self.process_dead = false;
                 self.append_armed = false;
+                self.world_armed = false;
+                self.taint_armed = false;
                 if RESTART_DISARMS_RESPONSE_CRASH {
                     self.response_armed = false;
                 }
@@ -338,13 +382,19 @@ impl<'a> Model<'a> {
             }
             Step::Crash(CrashPoint::Now) => {
                 self.process_up = false;
+                self.process_dead = true;
                 self.append_armed = false;
+                self.world_armed = false;
+                self.taint_armed = false;
                 self.stop_threads();
             }
             Step::Crash(CrashPoint::OnAppend(_)) => self.append_armed = true,
             Step::Crash(CrashPoint::OnResponse(_)) => self.response_armed = true,
             Step::RotateIdentity => {
-                if matches!(self.auth, AuthChoice::Home | AuthChoice::Other) {
+                if matches!(self.auth, AuthChoice::Home | AuthChoice::Other)
+                    && !self.taint_armed
+                    && !self.auth_uncertain
+                {
                     self.tainted = false;
                 }
             }
@@ -357,7 +407,8 @@ impl<'a> Model<'a> {
                     AuthSpec::ChatGpt { .. } => AuthChoice::Other,
                 };
             }
-            Step::Settle | Step::Advance { .. } | Step::Heal => {}
+            Step::Damage { .. } | Step::On { .. } => self.push_edge(&step),
+            Step::Settle | Step::Advance { .. } | Step::AdvanceToExpiry { .. } | Step::Heal => {}
         }
         if self.process_up && self.may_kill(&step) {
             self.process_up = false;
@@ -368,8 +419,13 @@ impl<'a> Model<'a> {
 
     /// Whether an armed crash point could fire during this step.
     fn may_kill(&self, step: &Step) -> bool {
-        let runs_the_loop =
-            matches!(step, Step::Turn { wait: true, .. } | Step::Settle | Step::Advance { .. });
+        let runs_the_loop = matches!(
+            step,
+            Step::Turn { wait: true, .. }
+                | Step::Settle
+                | Step::Advance { .. }
+                | Step::AdvanceToExpiry { .. }
+        );
         let drives_the_machine = runs_the_loop
             || matches!(
                 step,
@@ -392,7 +448,15 @@ impl<'a> Model<'a> {
     /// Appends the liveness phase; returns whether its predictions can be made.
     fn liveness_phase(&mut self) -> bool {
         self.push(Step::Heal);
-        if !matches!(self.auth, AuthChoice::Home | AuthChoice::Other) {
+        if self.world_armed {
+            // An armed world change could fire during the phase (a sign-out after the last
+            // sign-in): a restart disarms it first.
+            self.push(Step::Restart(ConfigChange::default()));
+        }
+        if self.auth_uncertain {
+            // An armed auth change may have fired: the phase signs in again, whatever the auth.
+            self.push(Step::Auth(auth_spec(AuthChoice::Home)));
+        } else if !matches!(self.auth, AuthChoice::Home | AuthChoice::Other) {
             // The one auth change of the phase: not a world event for the quiet predictions (a
             // late sign-in registers at most one identity and one task per waiting session).
             self.push(Step::Auth(auth_spec(AuthChoice::Home)));
@@ -443,7 +507,8 @@ impl<'a> Model<'a> {
         for thread in self.live() {
             self.push(Step::Turn { thread, text: "hello".into(), wait: true });
         }
-        true
+        // With a TTL this short no identity stays usable through the phase.
+        self.swarm.identity_ttl_ms.is_none_or(|ttl| ttl >= LIVENESS_MIN_TTL_MS)
     }
 
     /// The reference model's predictions, as expectations.

@@ -17,6 +17,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use crate::damage::DamageKind;
 use crate::fault::{Endpoint, FaultRule, RandomFaults};
 
 mod lex;
@@ -145,6 +146,46 @@ pub enum ResumeSource {
     /// A rollout file, with the path as written (relative to the scenario's folder; see
     /// [`Scenario::resolve`]).
     File(PathBuf),
+    /// A copy of another thread's current rollout (`resume <thread> from_thread <other>`).
+    Thread(String),
+}
+
+/// When an `on <endpoint> <moment> ...` arm fires, relative to the next request to its endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Moment {
+    /// Just before the request reaches the backend.
+    Before,
+    /// Right after the backend answered it, while the answer is in flight to the client.
+    Sent,
+    /// Right after the client handled the answer.
+    Answered,
+}
+
+impl Moment {
+    /// Every moment, in the order error messages list them.
+    pub const ALL: [Moment; 3] = [Moment::Before, Moment::Sent, Moment::Answered];
+
+    /// The name written in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Moment::Before => "before",
+            Moment::Sent => "sent",
+            Moment::Answered => "answered",
+        }
+    }
+}
+
+/// A change of the world outside the process that an `on` arm makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorldStep {
+    /// As the `rotate_identity` step.
+    RotateIdentity,
+    /// As the `expire_identity` step.
+    ExpireIdentity,
+    /// As the `revoke_identity` step.
+    RevokeIdentity,
+    /// As the `auth` step.
+    Auth(AuthSpec),
 }
 
 /// When a `crash` step kills the process.
@@ -188,6 +229,12 @@ pub enum Step {
     Restart(ConfigChange),
     /// The backend stops misbehaving: scripted and random faults are off for the rest of the run.
     Heal,
+    /// Virtual time passes up to the auth store identity's `expires_at` plus `offset_ms`.
+    AdvanceToExpiry { offset_ms: i64 },
+    /// The rollout of a thread that is not running is rewritten.
+    Damage { thread: String, kind: DamageKind },
+    /// A world change armed at the next request to an endpoint; it fires once.
+    On { endpoint: Endpoint, moment: Moment, world: WorldStep },
 }
 
 /// A comparison in an expectation: `actual <cmp> expected`.

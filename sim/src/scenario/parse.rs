@@ -15,6 +15,8 @@ use super::{
 };
 use crate::fault::{CallMatch, Endpoint, FaultKind, FaultRule};
 
+mod edges;
+
 /// Header keys, in the order [`Scenario::to_text`] writes them.
 const HEADER_KEYS: [&str; 11] = [
     "description",
@@ -31,7 +33,7 @@ const HEADER_KEYS: [&str; 11] = [
 ];
 
 /// Step names, in the order error messages list them.
-const STEP_NAMES: [&str; 14] = [
+const STEP_NAMES: [&str; 16] = [
     "start",
     "resume",
     "fork",
@@ -46,6 +48,8 @@ const STEP_NAMES: [&str; 14] = [
     "crash",
     "restart",
     "heal",
+    "damage",
+    "on",
 ];
 
 /// What can follow `expect`, in the order error messages list them.
@@ -266,7 +270,7 @@ impl Parser {
                 };
                 Step::Turn { thread, text, wait: name == "turn" }
             }
-            "advance" => Step::Advance { ms: duration(cursor.word("a duration")?)? },
+            "advance" => self.advance(&mut cursor)?,
             "settle" => Step::Settle,
             "rotate_identity" => Step::RotateIdentity,
             "expire_identity" => Step::ExpireIdentity,
@@ -275,6 +279,8 @@ impl Parser {
             "crash" => Step::Crash(self.crash(&mut cursor)?),
             "restart" => Step::Restart(config_change(&mut cursor)?),
             "heal" => Step::Heal,
+            "damage" => self.damage(&mut cursor)?,
+            "on" => self.on(&mut cursor)?,
             other => {
                 return Err(Problem::new(
                     first.column,
@@ -295,6 +301,9 @@ impl Parser {
         if cursor.peek().is_none() {
             let thread = self.existing_thread(token)?;
             return Ok(Step::Resume { thread, from: ResumeSource::Own });
+        }
+        if cursor.peek().is_some_and(|t| t.is_word("from_thread")) {
+            return self.resume_from_thread(token, cursor);
         }
         let thread = thread_name(token)?;
         cursor.keyword("from")?;
@@ -634,11 +643,11 @@ fn does_not_exist(column: usize, thread: &str) -> Problem {
 fn step_usage(step: &str) -> &'static str {
     match step {
         "start" => "start <thread>",
-        "resume" => "resume <thread> [from \"<rollout file>\"]",
+        "resume" => "resume <thread> [from \"<rollout file>\" | from_thread <other>]",
         "fork" => "fork <child> from <parent>",
         "turn" => "turn <thread> [\"<text>\"]",
         "submit" => "submit <thread> [\"<text>\"]",
-        "advance" => "advance <duration>, e.g. advance 30s",
+        "advance" => "advance <duration> | advance to_expiry [<signed duration>], e.g. advance 30s",
         "settle" => "settle",
         "rotate_identity" => "rotate_identity",
         "expire_identity" => "expire_identity",
@@ -649,6 +658,8 @@ fn step_usage(step: &str) -> &'static str {
             "restart [flag=on|off] [expiry=reacquire|as_shipped] [persist_task=true|false]"
         }
         "heal" => "heal",
+        "damage" => edges::DAMAGE_USAGE,
+        "on" => edges::ON_USAGE,
         _ => "",
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use super::lex::quote;
 use super::{
     AuthSpec, CrashPoint, Expect, Expiry, InitialIdentity, LastStateExpect, ResumeSource, Scenario,
-    ScenarioConfig, Step, TaskExpect,
+    ScenarioConfig, Step, TaskExpect, WorldStep,
 };
 use crate::fault::{FaultKind, FaultRule};
 
@@ -144,6 +144,18 @@ impl fmt::Display for AuthSpec {
     }
 }
 
+impl fmt::Display for WorldStep {
+    /// The world step as an `on` line ends.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorldStep::RotateIdentity => f.write_str("rotate_identity"),
+            WorldStep::ExpireIdentity => f.write_str("expire_identity"),
+            WorldStep::RevokeIdentity => f.write_str("revoke_identity"),
+            WorldStep::Auth(auth) => write!(f, "auth {auth}"),
+        }
+    }
+}
+
 impl fmt::Display for Step {
     /// The step as a scenario line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -152,6 +164,9 @@ impl fmt::Display for Step {
             Step::Resume { thread, from: ResumeSource::Own } => write!(f, "resume {thread}"),
             Step::Resume { thread, from: ResumeSource::File(path) } => {
                 write!(f, "resume {thread} from {}", quote(&path.to_string_lossy()))
+            }
+            Step::Resume { thread, from: ResumeSource::Thread(other) } => {
+                write!(f, "resume {thread} from_thread {other}")
             }
             Step::Fork { child, parent } => write!(f, "fork {child} from {parent}"),
             Step::Turn { thread, text, wait } => {
@@ -190,6 +205,18 @@ impl fmt::Display for Step {
                 Ok(())
             }
             Step::Heal => f.write_str("heal"),
+            Step::AdvanceToExpiry { offset_ms } => {
+                f.write_str("advance to_expiry")?;
+                match offset_ms.signum() {
+                    0 => Ok(()),
+                    1 => write!(f, " +{}", duration(offset_ms.unsigned_abs())),
+                    _ => write!(f, " -{}", duration(offset_ms.unsigned_abs())),
+                }
+            }
+            Step::Damage { thread, kind } => write!(f, "damage {thread} {kind}"),
+            Step::On { endpoint, moment, world } => {
+                write!(f, "on {endpoint} {} {world}", moment.name())
+            }
         }
     }
 }

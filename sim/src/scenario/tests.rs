@@ -6,6 +6,9 @@ use proptest::prelude::*;
 use super::*;
 use crate::fault::{CallMatch, FaultKind};
 
+/// The steps that reach the edges: `advance to_expiry`, `from_thread`, `damage`, `on`.
+mod edges;
+
 const PATH: &str = "scenarios/t.scn";
 
 #[track_caller]
@@ -625,7 +628,8 @@ fn error_bad_durations() {
     }
     check_error(
         "description: d\nstart A\nadvance",
-        "3:8: expected a duration: write advance <duration>, e.g. advance 30s",
+        "3:8: expected a duration: write advance <duration> | advance to_expiry [<signed \
+         duration>], e.g. advance 30s",
     );
 }
 
@@ -740,8 +744,8 @@ fn error_unknown_step() {
     check_error(
         "description: d\nstart A\n  trun A",
         "3:3: unknown step \"trun\": expected one of start, resume, fork, turn, submit, advance, \
-         settle, rotate_identity, expire_identity, revoke_identity, auth, crash, restart, heal \
-         (or a fault or expect line)",
+         settle, rotate_identity, expire_identity, revoke_identity, auth, crash, restart, heal, \
+         damage, on (or a fault or expect line)",
     );
     check_error(
         "description: d\n\"start\" A",
@@ -796,7 +800,7 @@ fn error_bad_thread_names() {
 
 #[test]
 fn error_bad_step_arguments() {
-    let resume = "write resume <thread> [from \"<rollout file>\"]";
+    let resume = "write resume <thread> [from \"<rollout file>\" | from_thread <other>]";
     let cases = [
         ("start", "3:6: expected a thread name: write start <thread>".to_string()),
         ("start \"B\"", "3:7: expected a thread name, found the string \"B\": write start <thread>".into()),

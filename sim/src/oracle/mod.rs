@@ -1,0 +1,310 @@
+//! The differential oracle: a reference model of spec section 3 ([`model`]) fed the inputs core
+//! is fed, in the same order, plus the backend's ground truth ([`seen`]). After every input the
+//! engine hands it the commands core returned; the first difference between what the model
+//! predicted and what core did (a request, a rollout line, an event, an auth store write, or a
+//! thread's cached task afterwards) is a divergence that stops the run.
+//!
+//! The comparison is per stream: each thread's rollout lines, each thread's events, the requests
+//! each thread (or the process) sends, and the auth store writes, each in order. Streams of
+//! different threads are not ordered against each other: the spec does not order them.
+
+mod model;
+mod observe;
+mod seen;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use agentsim_core::Timestamp;
+use agentsim_core::{Auth, Command, Config, ExpiryPolicy, Lifecycle, RequestId, StoredIdentity};
+
+pub use model::{Ident, Out, Pend, Policy, Request, Task, Workspace};
+pub use observe::{assertion_of, runtime_of_task_path, Asserted};
+pub use seen::{classify, Seen};
+
+use crate::reference;
+
+/// One input, as core is fed it.
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    Start(&'a str),
+    Resume(&'a str, &'a [u8]),
+    Fork(&'a str, &'a [u8]),
+    Turn(&'a str, u32),
+    Auth(&'a Auth),
+    IdentityReplaced(Option<&'a StoredIdentity>),
+    /// The answer to core's request `id` (the run's request `#number`), or its failure.
+    Answer {
+        id: RequestId,
+        seen: &'a Seen,
+        number: u64,
+    },
+}
+
+/// The oracle of one run.
+#[derive(Debug, Default)]
+pub struct Oracle {
+    /// The running process's model (`None`: no process).
+    model: Option<model::Model>,
+    /// Why the model stopped predicting, if it did.
+    blind: Option<String>,
+    /// Core's requests in flight, by what the model knows them as.
+    bound: BTreeMap<RequestId, Pend>,
+    /// The input the pending predictions answer, for reports.
+    input: String,
+}
+
+impl Oracle {
+    /// Why the oracle stopped predicting, when it did.
+    pub fn blind(&self) -> Option<&str> {
+        self.blind.as_deref()
+    }
+
+    /// A process starts with this config, auth and auth store.
+    pub fn process_started(
+        &mut self,
+        config: &Config,
+        auth: &Auth,
+        stored: Option<&StoredIdentity>,
+    ) {
+        let policy = Policy {
+            flag: config.use_agent_identity,
+            reacquire: config.expiry == ExpiryPolicy::Reacquire,
+            persist_task: config.persist_task,
+        };
+        self.model = Some(model::Model::new(policy, workspace(auth), stored.map(ident)));
+        self.bound.clear();
+    }
+
+    /// The process died: everything in flight dies with it.
+    pub fn process_died(&mut self) {
+        self.model = None;
+        self.bound.clear();
+    }
+
+    /// Feeds the model the input core is about to be fed.
+    pub fn feed(&mut self, now: Timestamp, input: Input<'_>) {
+        if self.blind.is_some() {
+            return;
+        }
+        let Some(model) = self.model.as_mut() else { return };
+        self.input = describe(&input);
+        match input {
+            Input::Start(thread) => model.start(now, thread),
+            Input::Resume(thread, bytes) => model.resume(now, thread, last_state(bytes)),
+            Input::Fork(thread, bytes) => model.fork(now, thread, last_state(bytes)),
+            Input::Turn(thread, turn) => model.submit_turn(now, thread, turn),
+            Input::Auth(auth) => model.auth_changed(now, workspace(auth)),
+            Input::IdentityReplaced(stored) => model.identity_replaced(now, stored.map(ident)),
+            Input::Answer { id, seen, number } => {
+                if *seen == Seen::Unknown {
+                    self.blind = Some(format!(
+                        "request #{number} got a scripted 2xx answer the model cannot read"
+                    ));
+                    return;
+                }
+                // An answer nobody waits for any more (after a timeout) changes nothing.
+                if let Some(pend) = self.bound.remove(&id) {
+                    model.answer(now, &pend, seen.clone(), number);
+                }
+            }
+        }
+    }
+
+    /// Compares what core did for the last input with the prediction, and each thread's cached
+    /// task afterwards. `Err` describes the first divergence.
+    pub fn compare(&mut self, commands: &[Command], machine: &Lifecycle) -> Result<(), String> {
+        if self.blind.is_some() {
+            return Ok(());
+        }
+        let Some(model) = self.model.as_mut() else { return Ok(()) };
+        let predicted = streams(model.take_out());
+        let observed: Vec<(Out, Option<RequestId>)> = commands
+            .iter()
+            .filter_map(|c| {
+                let id = match c {
+                    Command::Send { id, .. } => Some(*id),
+                    _ => None,
+                };
+                observe::observe(c, machine).map(|out| (out, id))
+            })
+            .collect();
+        for (out, id) in &observed {
+            if let (Out::Send(request), Some(id)) = (out, id) {
+                if let Some(pend) = pend_of(request) {
+                    self.bound.insert(*id, pend);
+                }
+            }
+        }
+        let observed = streams(observed.into_iter().map(|(out, _)| out).collect());
+        let keys: std::collections::BTreeSet<&(String, String)> =
+            predicted.keys().chain(observed.keys()).collect();
+        for key in keys {
+            let (p, o) = (predicted.get(key), observed.get(key));
+            if p != o {
+                return Err(format!(
+                    "after {}: {} {}: the reference model predicts {}, core did {}",
+                    self.input,
+                    key.1,
+                    key.0,
+                    list(p),
+                    list(o)
+                ));
+            }
+        }
+        self.compare_cached(machine)
+    }
+
+    fn compare_cached(&self, machine: &Lifecycle) -> Result<(), String> {
+        let Some(model) = self.model.as_ref() else { return Ok(()) };
+        let mut core_threads = machine.threads();
+        for (thread, predicted) in model.cached() {
+            let Some(core_thread) = core_threads.next() else {
+                return Err(format!("after {}: core has no thread {thread}", self.input));
+            };
+            if core_thread.0 != *thread {
+                return Err(format!(
+                    "after {}: core runs thread {core_thread}, the model {thread}",
+                    self.input
+                ));
+            }
+            let cached = machine.cached_task(core_thread);
+            let same = match (predicted, cached) {
+                (None, None) => true,
+                (Some(p), Some(c)) => {
+                    p.agent_runtime_id == c.agent_runtime_id
+                        && p.task_id == c.task_id
+                        && p.registered_at == c.registered_at
+                }
+                _ => false,
+            };
+            if !same {
+                return Err(format!(
+                    "after {}: thread {thread} should cache {}, core caches {}",
+                    self.input,
+                    predicted.map_or("no task".to_owned(), task_text),
+                    cached.map_or("no task".to_owned(), |c| format!(
+                        "{}/{} registered {}",
+                        c.agent_runtime_id, c.task_id, c.registered_at
+                    )),
+                ));
+            }
+        }
+        if let Some(extra) = core_threads.next() {
+            return Err(format!(
+                "after {}: core runs thread {extra} the model does not know",
+                self.input
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The request core's answer routes to, as the model names it.
+fn pend_of(request: &Request) -> Option<Pend> {
+    Some(match request {
+        Request::IdentityBiscuit | Request::IdentityRegister => Pend::Identity,
+        Request::TaskBiscuit { thread } | Request::TaskRegister { thread, .. } => {
+            Pend::Task(thread.clone())
+        }
+        Request::Model { thread, .. } => Pend::Model(thread.clone()),
+        Request::Unknown { .. } => return None,
+    })
+}
+
+/// Splits commands into ordered streams keyed by (thread or `-`, stream name).
+fn streams(outs: Vec<Out>) -> BTreeMap<(String, String), Vec<Out>> {
+    let mut map: BTreeMap<(String, String), Vec<Out>> = BTreeMap::new();
+    for out in outs {
+        let key = match &out {
+            Out::Send(request) => {
+                let thread = match request {
+                    Request::TaskBiscuit { thread }
+                    | Request::TaskRegister { thread, .. }
+                    | Request::Model { thread, .. } => thread.clone(),
+                    Request::IdentityBiscuit
+                    | Request::IdentityRegister
+                    | Request::Unknown { .. } => "-".to_owned(),
+                };
+                (thread, "requests")
+            }
+            Out::Append { thread, .. } => (thread.clone(), "rollout lines"),
+            Out::Emit { thread, .. } => (thread.clone(), "events"),
+            Out::StoreIdentity(_) | Out::DeleteIdentity => ("-".to_owned(), "auth store writes"),
+        };
+        map.entry((key.0, key.1.to_owned())).or_default().push(out);
+    }
+    map
+}
+
+fn list(outs: Option<&Vec<Out>>) -> String {
+    match outs {
+        None => "nothing".to_owned(),
+        Some(outs) => {
+            let mut text = String::from("[");
+            for (i, out) in outs.iter().enumerate() {
+                let sep = if i == 0 { "" } else { ", " };
+                let _ = write!(text, "{sep}{out:?}");
+            }
+            text.push(']');
+            text
+        }
+    }
+}
+
+fn task_text(task: &Task) -> String {
+    let origin = match &task.origin {
+        model::Origin::Registered { request } => format!("issued by request #{request}"),
+        model::Origin::Rollout { line } => format!("from line {line} of its rollout"),
+    };
+    format!(
+        "{}/{} registered {} ({origin})",
+        task.agent_runtime_id, task.task_id, task.registered_at
+    )
+}
+
+fn describe(input: &Input<'_>) -> String {
+    match input {
+        Input::Start(thread) => format!("start {thread}"),
+        Input::Resume(thread, _) => format!("resume {thread}"),
+        Input::Fork(thread, _) => format!("fork {thread}"),
+        Input::Turn(thread, turn) => format!("turn-{turn} submitted on {thread}"),
+        Input::Auth(auth) => format!("auth changed to {}", auth.describe()),
+        Input::IdentityReplaced(stored) => format!(
+            "auth store replaced with {}",
+            stored.map_or("nothing", |s| s.agent_runtime_id.as_str())
+        ),
+        Input::Answer { seen, number, .. } => format!("the answer to request #{number} ({seen:?})"),
+    }
+}
+
+fn workspace(auth: &Auth) -> Option<Workspace> {
+    match auth {
+        Auth::ChatGpt { binding, .. } => {
+            Some(Workspace { account: binding.account_id.clone(), user: binding.user_id.clone() })
+        }
+        Auth::None | Auth::ApiKey => None,
+    }
+}
+
+fn ident(stored: &StoredIdentity) -> Ident {
+    Ident {
+        agent_runtime_id: stored.agent_runtime_id.clone(),
+        workspace: Workspace {
+            account: stored.binding.account_id.clone(),
+            user: stored.binding.user_id.clone(),
+        },
+        expires_at: stored.expires_at,
+    }
+}
+
+/// The rollout's last `session_state`, read by the reference rules (not core's scan).
+fn last_state(bytes: &[u8]) -> Option<Option<Task>> {
+    let (line, task) = reference::last_session_state_line(bytes)?;
+    Some(task.map(|t| Task {
+        agent_runtime_id: t.agent_runtime_id,
+        task_id: t.task_id,
+        registered_at: t.registered_at,
+        origin: model::Origin::Rollout { line },
+    }))
+}
