@@ -7,8 +7,8 @@ use std::fmt;
 use agentsim_core::limits::{REACQUIRE_RETRIES_MAX, TASK_ATTEMPTS_MAX};
 use agentsim_core::wire::{self, HttpRequest, HttpResponse};
 use agentsim_core::{
-    AgentTask, Command, Event, EventKind, Failure, InFlight, Lifecycle, RolloutItem, ThreadId,
-    TurnId,
+    AgentTask, Command, Event, EventKind, Failure, InFlight, Lifecycle, RolloutItem, RolloutScan,
+    ThreadId, TurnId,
 };
 
 use crate::backend::Backend;
@@ -629,6 +629,31 @@ impl Checker {
             );
         }
         self.persisted.insert(thread.clone(), reference::last_session_state(bytes));
+    }
+
+    /// Invariant 2 (and rule 15): what core reports having read from a rollout at resume or fork
+    /// is what the reference rules read: the line count, the last `session_state` and its line,
+    /// and the lines skipped.
+    pub fn scan_agrees(
+        &mut self,
+        thread: &ThreadId,
+        bytes: &[u8],
+        scan: &RolloutScan,
+        step: usize,
+    ) {
+        let expected = reference::scan_report(bytes);
+        let last = scan.last_state.as_ref().map(|s| (s.line, s.task.clone()));
+        let skipped: Vec<usize> = scan.skipped.iter().map(|s| s.line).collect();
+        if (scan.lines, &last, &skipped) != (expected.lines, &expected.last, &expected.skipped) {
+            self.violate(
+                Invariant::ResumeReadOnly,
+                step,
+                format!(
+                    "reading {thread}'s rollout, core found {} lines, last session_state {:?}, skipped {skipped:?}; the reference rules find {} lines, {:?}, skipped {:?}",
+                    scan.lines, last, expected.lines, expected.last, expected.skipped
+                ),
+            );
+        }
     }
 
     /// A fork copied `bytes` into `thread`'s rollout.

@@ -345,8 +345,10 @@ impl Sim {
                 let now = self.now;
                 self.checker.after_fork(&ThreadId(child.clone()), &bytes);
                 self.oracle.feed(now, Input::Fork(child, &bytes));
-                self.judge.forked(&ThreadId(child.clone()), &bytes);
+                let writes_null = self.config.use_agent_identity && self.config.persist_task;
+                self.judge.forked(&ThreadId(child.clone()), &bytes, writes_null);
                 let scan = self.machine_mut().fork_thread(now, ThreadId(child.clone()), &bytes);
+                self.checker.scan_agrees(&ThreadId(child.clone()), &bytes, &scan, self.step_index);
                 self.tally.note(
                     self.now,
                     self.start,
@@ -528,6 +530,7 @@ impl Sim {
         self.hold_deferred = true;
         let commands = self.drain(None);
         self.hold_deferred = false;
+        self.checker.scan_agrees(&id, &bytes, &scan, self.step_index);
         self.checker.after_resume(
             &id,
             &bytes,
@@ -671,7 +674,10 @@ impl Sim {
             }
         }
         if let Some(process) = self.process.as_ref() {
-            if let Err(divergence) = self.oracle.compare(&done, &process.machine) {
+            let (state, in_flight) = core_state(&process.machine, self.now);
+            let compared =
+                self.oracle.compare(self.now, &done, &process.machine, &state, &in_flight);
+            if let Err(divergence) = compared {
                 self.checker.violate(Invariant::ReferenceDivergence, self.step_index, divergence);
             }
             for thread in process.machine.threads() {
@@ -1150,6 +1156,30 @@ impl Sim {
             self.now.since(self.start),
         )
     }
+}
+
+/// What core's getters report, for the oracle to compare with the reference model's state.
+fn core_state(machine: &Lifecycle, now: Timestamp) -> (oracle::State, Vec<RequestId>) {
+    let config = machine.config();
+    let state = oracle::State {
+        policy: oracle::Policy {
+            flag: config.use_agent_identity,
+            reacquire: config.expiry == ExpiryPolicy::Reacquire,
+            persist_task: config.persist_task,
+        },
+        workspace: machine
+            .auth()
+            .binding()
+            .map(|b| oracle::Workspace { account: b.account_id.clone(), user: b.user_id.clone() }),
+        identity: machine.identity().map(|i| i.agent_runtime_id.clone()),
+        current: machine.current_runtime(now).map(str::to_owned),
+        turns_active: machine
+            .threads()
+            .filter(|t| machine.is_turn_active(t))
+            .map(|t| t.0.clone())
+            .collect(),
+    };
+    (state, machine.in_flight().into_iter().map(|(id, _)| id).collect())
 }
 
 /// The thread a request works for, or `-` for process-wide ones.

@@ -90,11 +90,20 @@ impl Judge {
         book.written.extend(reference::session_state_task_ids(bytes));
     }
 
-    /// A fork copied `bytes` from its parent: none of those tasks are the child's.
-    pub fn forked(&mut self, child: &ThreadId, bytes: &[u8]) {
+    /// A fork copied `bytes` from its parent: none of those tasks are the child's, when the
+    /// process could mark them so with rule 16's `null`. A process with the flag off (rule 1:
+    /// no `session_state` line, ever) or `persist_task` off writes no `null`, so a later resume
+    /// of the fork reads the parent's last task as its own: a gap between rules 1, 20 and 16
+    /// that the spec leaves open, judged here by what the rollout says.
+    pub fn forked(&mut self, child: &ThreadId, bytes: &[u8], writes_null: bool) {
         let book = self.book(child);
         book.owned.clear();
-        book.fork_prefix_lines = bytes.iter().filter(|b| **b == b'\n').count();
+        book.fork_prefix_lines = 0;
+        if writes_null {
+            book.fork_prefix_lines = bytes.iter().filter(|b| **b == b'\n').count();
+        } else {
+            book.owned.extend(reference::session_state_task_ids(bytes));
+        }
         book.written.extend(reference::session_state_task_ids(bytes));
     }
 

@@ -42,6 +42,45 @@ pub fn session_state_task_ids(bytes: &[u8]) -> impl Iterator<Item = String> + '_
         .filter_map(|task| task.map(|t| t.task_id))
 }
 
+/// What a resume must report having read: the line count, the last `session_state` (line and
+/// value) and the lines it must skip, each 1-based (spec rules 13 and 15).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Lines in the rollout; a final newline ends the last line, it does not start another.
+    pub lines: usize,
+    /// The last well-formed `session_state` and its line.
+    pub last: Option<(usize, Option<AgentTask>)>,
+    /// Lines that are not a well-formed rollout line of a known type.
+    pub skipped: Vec<usize>,
+}
+
+/// The rollout item types of spec section 1.
+const ITEM_TYPES: [&str; 6] =
+    ["session_meta", "session_state", "turn_context", "event_msg", "response_item", "compacted"];
+
+/// Reads a rollout the way spec rules 13 and 15 say a resume must.
+pub fn scan_report(bytes: &[u8]) -> ScanReport {
+    let mut segments: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        segments.pop();
+    }
+    let skipped = (1..=segments.len()).filter(|n| !readable(segments[n - 1])).collect();
+    ScanReport { lines: segments.len(), last: last_session_state_line(bytes), skipped }
+}
+
+/// A JSON object with a string `type` of a known item type and an RFC 3339 `timestamp`; a
+/// `session_state` must also hold a well-formed task or none.
+fn readable(line: &[u8]) -> bool {
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(line) else { return false };
+    let kind = object.get("type").and_then(Value::as_str);
+    let stamped = object.get("timestamp").and_then(Value::as_str).is_some_and(is_rfc3339);
+    match kind {
+        Some("session_state") => stamped && session_state_of(line).is_some(),
+        Some(kind) => stamped && ITEM_TYPES.contains(&kind),
+        None => false,
+    }
+}
+
 /// Counts the lines whose `type` is `session_state`, well-formed or not.
 pub fn session_state_lines(bytes: &[u8]) -> usize {
     bytes

@@ -21,10 +21,11 @@ pub struct FuzzArgs {
     /// The campaign's base seed; each case's seed derives from it and the case's index.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// How many cases this shard runs.
-    #[arg(long, default_value_t = 1000)]
-    pub cases: u64,
-    /// Stop starting new cases after this much wall-clock time (`60s`, `5m`, `1h`).
+    /// How many cases this shard runs [default: 1000, or as many as fit in --time-budget].
+    #[arg(long)]
+    pub cases: Option<u64>,
+    /// Stop starting new cases after this much wall-clock time (`60s`, `5m`, `1h`); without
+    /// --cases, run as many cases as fit.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub time_budget: Option<Duration>,
     /// Run only the case indices k with k % n == i (`i/n`), for CI matrices.
@@ -45,6 +46,18 @@ pub struct FuzzArgs {
     /// Stop at known issues too (`sim::fuzz::KNOWN_ISSUES`), instead of counting them and going on.
     #[arg(long)]
     pub strict: bool,
+}
+
+impl FuzzArgs {
+    /// The cases this shard runs: `--cases`, or without it 1000, or with only a time budget as
+    /// many as fit.
+    pub fn case_count(&self) -> u64 {
+        match (self.cases, self.time_budget) {
+            (Some(n), _) => n,
+            (None, Some(_)) => u64::MAX / 2,
+            (None, None) => 1000,
+        }
+    }
 }
 
 /// `i/n`: this job's share of the case indices.
@@ -177,21 +190,30 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     let transport = args.transport.kind();
     let base = args.seed;
     // The seed and the replay command come first, so a killed run still shows them.
+    let cases = args.case_count();
     match args.case_seed {
         Some(seed) => println!("fuzz: one case, seed {seed}, transport {}", transport.name()),
         None => {
             let budget = args
                 .time_budget
                 .map_or(String::new(), |b| format!(", time budget {}s", b.as_secs_f64()));
+            let count =
+                args.cases.map_or("as many cases as fit".to_owned(), |n| format!("{n} cases"));
             println!(
-                "fuzz: base seed {base}, shard {}, {} cases{budget}, transport {}",
+                "fuzz: base seed {base}, shard {}, {count}{budget}, transport {}",
                 args.shard,
-                args.cases,
                 transport.name()
             );
+            // Case k of a campaign is the same case whatever the budget: the replay names the
+            // cases the budget allowed once the summary has counted them (or rerun one case
+            // with --case-seed).
+            let limit = match (args.cases, args.time_budget) {
+                (Some(n), _) => format!("--cases {n}"),
+                (None, Some(b)) => format!("--time-budget {}s", b.as_secs_f64()),
+                (None, None) => format!("--cases {cases}"),
+            };
             println!(
-                "replay: cargo run --release -p sim -- fuzz --seed {base} --cases {} --shard {} --transport {}",
-                args.cases,
+                "replay: cargo run --release -p sim -- fuzz --seed {base} {limit} --shard {} --transport {}",
                 args.shard,
                 transport.name()
             );
@@ -204,9 +226,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     let mut found = None;
     let indices: Box<dyn Iterator<Item = (u64, u64)>> = match args.case_seed {
         Some(seed) => Box::new(std::iter::once((0, seed))),
-        None => {
-            Box::new(shard_indices(args.shard, args.cases).map(move |k| (k, case_seed(base, k))))
-        }
+        None => Box::new(shard_indices(args.shard, cases).map(move |k| (k, case_seed(base, k)))),
     };
     for (index, seed) in indices {
         if args.time_budget.is_some_and(|budget| started.elapsed() >= budget) {

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use agentsim_core::Timestamp;
 use agentsim_core::{Auth, Command, Config, ExpiryPolicy, Lifecycle, RequestId, StoredIdentity};
 
-pub use model::{Ident, Out, Pend, Policy, Request, Task, Workspace};
+pub use model::{Ident, Out, Pend, Policy, Request, State, Task, Workspace};
 pub use observe::{assertion_of, runtime_of_task_path, Asserted};
 pub use seen::{classify, Seen};
 
@@ -111,9 +111,17 @@ impl Oracle {
         }
     }
 
-    /// Compares what core did for the last input with the prediction, and each thread's cached
-    /// task afterwards. `Err` describes the first divergence.
-    pub fn compare(&mut self, commands: &[Command], machine: &Lifecycle) -> Result<(), String> {
+    /// Compares what core did for the last input with the prediction, each thread's cached task
+    /// afterwards, and what core's getters report (`state`, read by the driver, and the requests
+    /// core has in flight). `Err` describes the first divergence.
+    pub fn compare(
+        &mut self,
+        now: Timestamp,
+        commands: &[Command],
+        machine: &Lifecycle,
+        state: &State,
+        in_flight: &[RequestId],
+    ) -> Result<(), String> {
         if self.blind.is_some() {
             return Ok(());
         }
@@ -152,7 +160,32 @@ impl Oracle {
                 ));
             }
         }
-        self.compare_cached(machine)
+        self.compare_cached(machine)?;
+        self.compare_state(now, state, in_flight)
+    }
+
+    fn compare_state(
+        &self,
+        now: Timestamp,
+        state: &State,
+        in_flight: &[RequestId],
+    ) -> Result<(), String> {
+        let Some(model) = self.model.as_ref() else { return Ok(()) };
+        let predicted = model.state(now);
+        if predicted != *state {
+            return Err(format!(
+                "after {}: core reports {state:?}, the reference model {predicted:?}",
+                self.input
+            ));
+        }
+        if !in_flight.iter().eq(self.bound.keys()) {
+            return Err(format!(
+                "after {}: core has requests {in_flight:?} in flight, the model {:?}",
+                self.input,
+                self.bound.keys().collect::<Vec<_>>()
+            ));
+        }
+        Ok(())
     }
 
     fn compare_cached(&self, machine: &Lifecycle) -> Result<(), String> {
@@ -231,6 +264,9 @@ fn streams(outs: Vec<Out>) -> BTreeMap<(String, String), Vec<Out>> {
             Out::Append { thread, .. } => (thread.clone(), "rollout lines"),
             Out::Emit { thread, .. } => (thread.clone(), "events"),
             Out::StoreIdentity(_) | Out::DeleteIdentity => ("-".to_owned(), "auth store writes"),
+            Out::FailureLog { thread, .. } => {
+                (thread.clone().unwrap_or_else(|| "-".to_owned()), "failure logs")
+            }
         };
         map.entry((key.0, key.1.to_owned())).or_default().push(out);
     }

@@ -138,10 +138,34 @@ pub enum Ev {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Out {
     Send(Request),
-    Append { thread: String, line: Line },
-    Emit { thread: String, event: Ev },
+    Append {
+        thread: String,
+        line: Line,
+    },
+    Emit {
+        thread: String,
+        event: Ev,
+    },
     StoreIdentity(String),
     DeleteIdentity,
+    /// A failure log line (spec section 4), by its typed cause; `thread` when it names one.
+    FailureLog {
+        thread: Option<String>,
+        failure: Failure,
+    },
+}
+
+/// What core's getters must say after an input (the driver-facing state).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    pub policy: Policy,
+    pub workspace: Option<Workspace>,
+    /// The auth store slot's runtime id.
+    pub identity: Option<String>,
+    /// The runtime id usable now.
+    pub current: Option<String>,
+    /// Threads with a turn running or queued.
+    pub turns_active: BTreeSet<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +239,22 @@ impl Model {
         std::mem::take(&mut self.out)
     }
 
+    /// What core's getters must report now.
+    pub fn state(&self, now: Timestamp) -> State {
+        State {
+            policy: self.policy,
+            workspace: self.workspace.clone(),
+            identity: self.identity.as_ref().map(|i| i.agent_runtime_id.clone()),
+            current: self.current(now),
+            turns_active: self
+                .threads
+                .iter()
+                .filter(|(_, t)| t.turn.is_some() || !t.queued.is_empty())
+                .map(|(name, _)| name.clone())
+                .collect(),
+        }
+    }
+
     /// The threads of the process, in name order, with the task each caches.
     pub fn cached(&self) -> impl Iterator<Item = (&String, Option<&Task>)> {
         self.threads.iter().map(|(name, t)| (name, t.cached.as_ref()))
@@ -235,7 +275,7 @@ impl Model {
             return;
         }
         if let (Some(last), true) = (last, self.policy.persist_task) {
-            let current = self.current_runtime(now);
+            let current = self.current(now);
             let t = self.thread(thread);
             t.persisted = Some(last.clone());
             // Rule 13: a current task is restored; a stale one is dropped.
@@ -346,7 +386,7 @@ impl Model {
             return;
         }
         self.adopt(now, thread);
-        let current = self.current_runtime(now);
+        let current = self.current(now);
         if let Some(task) = self.thread(thread).cached.clone() {
             if current.as_deref() == Some(&task.agent_runtime_id) {
                 // Rule 6.
@@ -414,7 +454,7 @@ impl Model {
     }
 
     fn registered(&mut self, now: Timestamp, thread: &str, used: &Ident, task: Task) {
-        if self.current_runtime(now).as_deref() != Some(&used.agent_runtime_id) {
+        if self.current(now).as_deref() != Some(&used.agent_runtime_id) {
             // Rule 9: the identity changed in flight: discard, try again, at most twice.
             let ensure = self.ensure_of(thread);
             ensure.discards += 1;
@@ -445,6 +485,11 @@ impl Model {
     }
 
     fn finish(&mut self, now: Timestamp, thread: &str, outcome: Outcome) {
+        if outcome.is_err() {
+            // Spec section 4: "agent task registration failed".
+            let failure = Failure::TaskRegistration;
+            self.out.push(Out::FailureLog { thread: Some(thread.to_owned()), failure });
+        }
         let ensure = self.thread(thread).ensure.take().expect("an ensure to finish");
         for waiter in ensure.waiters {
             self.resolve(now, thread, waiter, outcome.clone());
@@ -454,7 +499,11 @@ impl Model {
     fn resolve(&mut self, now: Timestamp, thread: &str, waiter: Waiter, outcome: Outcome) {
         match (waiter, outcome) {
             // Rules 5 and 10: a prewarm's outcome is at most a log line.
-            (Waiter::Prewarm, _) => {}
+            (Waiter::Prewarm, Ok(_)) => {}
+            (Waiter::Prewarm, Err(())) => {
+                let failure = Failure::Prewarm;
+                self.out.push(Out::FailureLog { thread: Some(thread.to_owned()), failure });
+            }
             (Waiter::Turn(turn), Ok(task)) => self.send_model_request(now, thread, turn, task),
             (Waiter::Turn(turn), Err(())) => {
                 // Rule 11.
@@ -482,7 +531,7 @@ impl Model {
     /// Rule 13 **\[ours\]**: a persisted task dropped because no identity was current is adopted
     /// once its identity is current again and the rollout still ends with it.
     fn adopt(&mut self, now: Timestamp, thread: &str) {
-        let current = self.current_runtime(now);
+        let current = self.current(now);
         let t = self.thread(thread);
         if let Some(Some(task)) = &t.persisted {
             if t.cached.is_none() && current.as_deref() == Some(&task.agent_runtime_id) {
@@ -512,7 +561,7 @@ impl Model {
 
     /// Spec section 2.4: the assertion only for a task of the current identity.
     fn send_model_request(&mut self, now: Timestamp, thread: &str, turn: u32, task: Option<Task>) {
-        let current = self.current_runtime(now);
+        let current = self.current(now);
         let assertion = task
             .filter(|task| current.as_deref() == Some(&task.agent_runtime_id))
             .map(|task| (task.agent_runtime_id, task.task_id));
@@ -565,7 +614,7 @@ impl Model {
         (identity.workspace.same_as(workspace) && !expired).then_some(identity)
     }
 
-    fn current_runtime(&self, now: Timestamp) -> Option<String> {
+    fn current(&self, now: Timestamp) -> Option<String> {
         self.usable(now).map(|i| i.agent_runtime_id.clone())
     }
 
@@ -619,7 +668,11 @@ impl Model {
                 self.identity = Some(identity);
                 Ok(true)
             }
-            Err(()) => Err(()),
+            Err(()) => {
+                let failure = Failure::IdentityRegistration;
+                self.out.push(Out::FailureLog { thread: None, failure });
+                Err(())
+            }
         };
         let waiting: Vec<String> = self
             .threads

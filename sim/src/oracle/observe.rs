@@ -67,7 +67,12 @@ pub fn observe(command: &Command, machine: &Lifecycle) -> Option<Out> {
         }
         Command::StoreIdentity(stored) => Out::StoreIdentity(stored.agent_runtime_id.clone()),
         Command::DeleteIdentity => Out::DeleteIdentity,
-        Command::Log(_) | Command::Mark(_) => return None,
+        Command::Log(line) => {
+            let failure = line.failure?;
+            let thread = line.fields.iter().find(|(key, _)| *key == "thread");
+            Out::FailureLog { thread: thread.map(|(_, name)| name.clone()), failure }
+        }
+        Command::Mark(_) => return None,
     })
 }
 

@@ -74,7 +74,7 @@ impl Model<'_> {
     /// Updates the model for a legal edge step (the rest of [`Model::push`]).
     pub(super) fn push_edge(&mut self, step: &Step) {
         match step {
-            Step::Damage { thread, kind } => {
+            Step::Damage { kind, .. } => {
                 self.damaged = true;
                 // These write session_state lines whatever the policies (and copies carry them).
                 let writes_state = matches!(
@@ -85,9 +85,6 @@ impl Model<'_> {
                         | DamageKind::ForeignTask
                 );
                 self.ever_persisting |= writes_state;
-                if let Some(t) = self.threads.get_mut(thread) {
-                    t.persisted_task = false;
-                }
             }
             Step::On { world, .. } => {
                 // Whether and when it fires is unknown: assume the worst of each effect.
