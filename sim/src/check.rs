@@ -711,8 +711,17 @@ impl Checker {
     pub fn check_secrets<'a>(&mut self, texts: impl Iterator<Item = &'a [u8]>) {
         let secrets: Vec<&[u8]> =
             self.secrets.iter().filter(|s| s.len() >= 8).map(|s| s.as_bytes()).collect();
+        if secrets.is_empty() {
+            return;
+        }
+        // One pass over each text for every secret at once.
+        let Ok(matcher) = aho_corasick::AhoCorasick::new(&secrets) else {
+            self.violate(Invariant::Harness, 0, "cannot build the secrets matcher".to_owned());
+            return;
+        };
         for text in texts {
-            if let Some(secret) = secrets.iter().find(|s| text.windows(s.len()).any(|w| w == **s)) {
+            if let Some(found) = matcher.find(text) {
+                let secret = secrets[found.pattern().as_usize()];
                 let shown = String::from_utf8_lossy(&secret[..6]).into_owned();
                 self.violate(
                     Invariant::NoSecrets,

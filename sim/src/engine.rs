@@ -827,7 +827,10 @@ impl Sim {
                     )
                 };
                 let endpoint = endpoint.unwrap_or(Endpoint::Model);
-                let seen = oracle::classify(endpoint, fault.as_ref(), answer.as_ref());
+                // The late answer is the backend's own (a timeout fault reshapes nothing), or the
+                // reshaped answer of another fault that came too slowly.
+                let shape = fault.as_ref().filter(|f| !matches!(f, FaultKind::Timeout));
+                let seen = oracle::classify(endpoint, shape, answer.as_ref());
                 late = Some((
                     self.now.plus_ms(late_at),
                     Scheduled::Deliver { generation, id, endpoint, response, number, seen },

@@ -107,6 +107,12 @@ impl Judge {
         book.written.extend(reference::session_state_task_ids(bytes));
     }
 
+    /// A hand rewrote the thread's rollout (`damage`): whatever it holds now is the thread's
+    /// own, as rule 13 reads it; no line of it is a fork's copy any more.
+    pub fn rewritten(&mut self, thread: &ThreadId) {
+        self.book(thread).fork_prefix_lines = 0;
+    }
+
     /// The backend issued `task_id` to a registration of `thread`.
     pub fn issued(&mut self, thread: &ThreadId, task_id: &str) {
         self.book(thread).owned.insert(task_id.to_owned());

@@ -80,6 +80,7 @@ impl Sim {
                 // The checker tracks each rollout's last session_state from what it read and
                 // appended: it must see the rewrite as it sees a fork's copy.
                 self.checker.after_fork(&id, &damaged);
+                self.judge.rewritten(&id);
                 let text = format!(
                     "damage {kind}: rollout rewritten ({} bytes, was {})",
                     damaged.len(),

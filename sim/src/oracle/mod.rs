@@ -11,6 +11,7 @@
 mod model;
 mod observe;
 mod seen;
+mod terms;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,9 +19,9 @@ use std::fmt::Write as _;
 use agentsim_core::Timestamp;
 use agentsim_core::{Auth, Command, Config, ExpiryPolicy, Lifecycle, RequestId, StoredIdentity};
 
-pub use model::{Ident, Out, Pend, Policy, Request, State, Task, Workspace};
 pub use observe::{assertion_of, runtime_of_task_path, Asserted};
 pub use seen::{classify, Seen};
+pub use terms::{Ident, Out, Pend, Policy, Request, State, Task, Workspace};
 
 use crate::reference;
 
@@ -280,7 +281,7 @@ fn list(outs: Option<&Vec<Out>>) -> String {
             let mut text = String::from("[");
             for (i, out) in outs.iter().enumerate() {
                 let sep = if i == 0 { "" } else { ", " };
-                let _ = write!(text, "{sep}{out:?}");
+                let _ = write!(text, "{sep}{out}");
             }
             text.push(']');
             text
@@ -290,8 +291,8 @@ fn list(outs: Option<&Vec<Out>>) -> String {
 
 fn task_text(task: &Task) -> String {
     let origin = match &task.origin {
-        model::Origin::Registered { request } => format!("issued by request #{request}"),
-        model::Origin::Rollout { line } => format!("from line {line} of its rollout"),
+        terms::Origin::Registered { request } => format!("issued by request #{request}"),
+        terms::Origin::Rollout { line } => format!("from line {line} of its rollout"),
     };
     format!(
         "{}/{} registered {} ({origin})",
@@ -341,6 +342,6 @@ fn last_state(bytes: &[u8]) -> Option<Option<Task>> {
         agent_runtime_id: t.agent_runtime_id,
         task_id: t.task_id,
         registered_at: t.registered_at,
-        origin: model::Origin::Rollout { line },
+        origin: terms::Origin::Rollout { line },
     }))
 }

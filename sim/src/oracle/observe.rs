@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::model::{Ev, Line, Out, Request};
+use super::terms::{Ev, Line, Out, Request};
 use crate::fault::Endpoint;
 
 /// What an `AgentAssertion` header carries, as the oracle reads it.
