@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{case_seed, export, run_case, shrink, CaseRun, Failure, Generated};
@@ -46,6 +48,10 @@ pub struct FuzzArgs {
     /// Stop at known issues too (`sim::fuzz::KNOWN_ISSUES`), instead of counting them and going on.
     #[arg(long)]
     pub strict: bool,
+    /// Cases run at once, one per worker thread [default: the machine's cores]. Which case
+    /// fails first does not depend on it: every case before a failing one still runs.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
 }
 
 impl FuzzArgs {
@@ -221,42 +227,15 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     }
     super::quiet_panics();
     let started = Instant::now();
-    let mut stats = CampaignStats::default();
-    let mut progress = Progress::new(std::io::stdout().is_terminal());
-    let mut found = None;
-    let indices: Box<dyn Iterator<Item = (u64, u64)>> = match args.case_seed {
-        Some(seed) => Box::new(std::iter::once((0, seed))),
-        None => Box::new(shard_indices(args.shard, cases).map(move |k| (k, case_seed(base, k)))),
-    };
-    for (index, seed) in indices {
-        if args.time_budget.is_some_and(|budget| started.elapsed() >= budget) {
-            break;
-        }
-        let generated = Generated::new(seed);
-        let run = run_case(&generated.current(), transport, false);
-        stats.add(&run);
-        if let Some(issue) =
-            run.failure.as_ref().and_then(Failure::known_issue).filter(|_| !args.strict)
-        {
-            stats.known.entry(issue.name).or_insert((0, seed)).0 += 1;
-            progress.tick(&stats, started);
-            continue;
-        }
-        if let Some(failure) = run.failure {
-            let ops_before = generated.current().ops.len();
-            found = Some((index, generated, failure, run.scenario.steps.len(), ops_before));
-            break;
-        }
-        progress.tick(&stats, started);
-    }
+    let (stats, found, mut progress) = search(args, cases, started);
     let elapsed = started.elapsed();
     progress.finish();
     print_summary(&stats, elapsed, args);
-    let Some((index, mut generated, failure, steps_before, ops_before)) = found else {
+    let Some(Found { index, seed, failure, steps: steps_before, ops: ops_before }) = found else {
         println!("result: no failure");
         return Ok(ExitCode::SUCCESS);
     };
-    let seed = generated.current().seed;
+    let mut generated = Generated::new(seed);
     println!();
     println!("FAILURE in case {index} (seed {seed}): {}", failure.summary());
     println!(
@@ -279,6 +258,90 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     println!("shrunk failure: {}", shrunk.failure.summary());
     write_and_replay(&shrunk.case, &shrunk.failure, &args.out, transport)?;
     Ok(ExitCode::from(1))
+}
+
+/// The first failing case of a search (the one with the smallest index).
+struct Found {
+    index: u64,
+    /// The case's seed: the case is generated again from it (a proptest value tree stays on the
+    /// thread that drew it).
+    seed: u64,
+    failure: Failure,
+    steps: usize,
+    ops: usize,
+}
+
+/// What the workers share: the tally, the progress line and the failure with the smallest index.
+struct Shared {
+    stats: CampaignStats,
+    progress: Progress,
+    found: Option<Found>,
+}
+
+/// Runs the campaign's cases on `--jobs` worker threads until the cases or the time budget run
+/// out, or a case fails. Workers take case numbers in order; after a failure no worker starts a
+/// later case, and every earlier one still runs, so the reported failure is the first in case
+/// order whatever the number of workers (a time budget may still stop earlier cases).
+fn search(
+    args: &FuzzArgs,
+    cases: u64,
+    started: Instant,
+) -> (CampaignStats, Option<Found>, Progress) {
+    let transport = args.transport.kind();
+    let case_at = |j: u64| -> Option<(u64, u64)> {
+        match args.case_seed {
+            Some(seed) => (j == 0).then_some((0, seed)),
+            None => (j < cases).then(|| {
+                let k = j * args.shard.count + args.shard.index;
+                (k, case_seed(args.seed, k))
+            }),
+        }
+    };
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1);
+    let next = AtomicU64::new(0);
+    let first_failure = AtomicU64::new(u64::MAX);
+    let shared = Mutex::new(Shared {
+        stats: CampaignStats::default(),
+        progress: Progress::new(std::io::stdout().is_terminal()),
+        found: None,
+    });
+    let worker = || loop {
+        if args.time_budget.is_some_and(|budget| started.elapsed() >= budget) {
+            return;
+        }
+        let j = next.fetch_add(1, Ordering::SeqCst);
+        if j > first_failure.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some((index, seed)) = case_at(j) else { return };
+        let generated = Generated::new(seed);
+        let run = run_case(&generated.current(), transport, false);
+        let mut shared = shared.lock().expect("no worker panics holding the lock");
+        shared.stats.add(&run);
+        let known = run.failure.as_ref().and_then(Failure::known_issue).filter(|_| !args.strict);
+        if let Some(issue) = known {
+            shared.stats.known.entry(issue.name).or_insert((0, seed)).0 += 1;
+        } else if let Some(failure) = run.failure {
+            if shared.found.as_ref().is_none_or(|f| index < f.index) {
+                first_failure.fetch_min(j, Ordering::SeqCst);
+                let ops = generated.current().ops.len();
+                let steps = run.scenario.steps.len();
+                shared.found = Some(Found { index, seed, failure, steps, ops });
+            }
+        }
+        let Shared { stats, progress, .. } = &mut *shared;
+        progress.tick(stats, started);
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(worker);
+        }
+    });
+    let shared = shared.into_inner().expect("no worker panics holding the lock");
+    (shared.stats, shared.found, shared.progress)
 }
 
 fn write_and_replay(
