@@ -17,6 +17,7 @@ pub mod damage;
 pub mod engine;
 pub mod fault;
 pub mod fuzz;
+pub mod invariant;
 pub mod judge;
 pub mod oracle;
 pub mod reference;

@@ -156,6 +156,9 @@ pub enum Op {
     /// Open a thread (start or resume), submit a turn if it has no rollout yet, and fork it at
     /// once: a fork during its prewarm.
     ForkDuringPrewarm(u8),
+    /// A turn, then a restart while signed in elsewhere (or signed out), a resume there, and a
+    /// sign-in back home: the task resume dropped is current again (rule 13 **\[ours\]**).
+    ResumeAway(u8, AuthChoice),
     /// Arm a world change at the next request to an endpoint.
     On(Endpoint, Moment, WorldChoice),
 }
@@ -361,6 +364,10 @@ pub fn op_strategy(edges: Edges) -> BoxedStrategy<Op> {
         ),
         (2 * rollouts, any::<u8>().prop_map(Op::ForkDuringPrewarm).boxed()),
         (
+            2 * (rollouts + identity),
+            (any::<u8>(), away_strategy()).prop_map(|(i, away)| Op::ResumeAway(i, away)).boxed(),
+        ),
+        (
             5 * identity,
             (
                 proptest::sample::select(Endpoint::ALL.to_vec()),
@@ -373,6 +380,10 @@ pub fn op_strategy(edges: Edges) -> BoxedStrategy<Op> {
     ];
     let arms: Vec<(u32, BoxedStrategy<Op>)> = arms.into_iter().filter(|(w, _)| *w > 0).collect();
     proptest::strategy::Union::new_weighted(arms).boxed()
+}
+
+fn away_strategy() -> impl Strategy<Value = AuthChoice> {
+    prop_oneof![Just(AuthChoice::SignedOut), Just(AuthChoice::Other), Just(AuthChoice::ApiKey)]
 }
 
 fn world_choice_strategy() -> impl Strategy<Value = WorldChoice> {

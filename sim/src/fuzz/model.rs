@@ -238,6 +238,10 @@ impl<'a> Model<'a> {
             self.fork_during_prewarm(*i);
             return;
         }
+        if let Op::ResumeAway(i, away) = op {
+            self.resume_away(*i, *away);
+            return;
+        }
         let Some(step) = self.step_for(op) else { return };
         if world_event {
             self.world_quiet = false;
@@ -295,7 +299,8 @@ impl<'a> Model<'a> {
             | Op::ResumeFromThread(..)
             | Op::Damage(..)
             | Op::On(..)
-            | Op::ForkDuringPrewarm(_) => self.edge_step(op),
+            | Op::ForkDuringPrewarm(_)
+            | Op::ResumeAway(..) => self.edge_step(op),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::{auth_spec, Model};
 use crate::damage::DamageKind;
-use crate::fuzz::gen::{Op, WorldChoice};
+use crate::fuzz::gen::{AuthChoice, Op, WorldChoice};
 use crate::scenario::{ResumeSource, Step, WorldStep};
 
 impl Model<'_> {
@@ -69,6 +69,22 @@ impl Model<'_> {
         if let Some(child) = child.map(|c| c.to_string()).filter(|_| self.process_up) {
             self.push(Step::Fork { child, parent: name });
         }
+    }
+
+    /// A turn on thread `i`, a restart signed in `away`, the resume of that thread there (its
+    /// persisted task is dropped: no identity is current) and a sign-in back home, where the
+    /// dropped task is current again and must be adopted with no call (rule 13 **\[ours\]**).
+    /// Each part is an ordinary op, skipped when illegal then.
+    pub(super) fn resume_away(&mut self, i: u8, away: AuthChoice) {
+        let name = self.names()[usize::from(i) % self.names().len()].to_owned();
+        self.apply(&Op::Open(i));
+        if self.threads.get(&name).is_some_and(|t| t.live) && self.process_up {
+            self.push(Step::Turn { thread: name, text: "hello".into(), wait: true });
+        }
+        self.apply(&Op::Auth(away));
+        self.apply(&Op::Restart);
+        self.apply(&Op::Open(i));
+        self.apply(&Op::Auth(AuthChoice::Home));
     }
 
     /// Updates the model for a legal edge step (the rest of [`Model::push`]).
