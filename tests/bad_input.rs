@@ -261,7 +261,11 @@ impl DamagedRollout<'_> {
         let skipped: Vec<SkippedLine> = self
             .skipped
             .iter()
-            .map(|(line, reason)| SkippedLine { line: *line, reason: (*reason).to_owned() })
+            .map(|(line, reason)| SkippedLine {
+                line: *line,
+                torn: reason.starts_with("torn final line"),
+                reason: (*reason).to_owned(),
+            })
             .collect();
         assert_eq!(found.skipped, skipped, "{file}: skipped lines");
         assert_eq!(found.lines, self.lines, "{file}: lines");

@@ -90,6 +90,8 @@ impl RolloutLine {
 pub struct SkippedLine {
     /// 1-based line number.
     pub line: usize,
+    /// The rollout's last line, not ended by a newline: a write a crash cut short (rule 15).
+    pub torn: bool,
     /// What was wrong with it.
     pub reason: String,
 }
@@ -131,12 +133,9 @@ pub fn scan(bytes: &[u8]) -> RolloutScan {
             Ok(None) => {}
             Ok(Some(task)) => result.last_state = Some(LastState { line, task }),
             Err(reason) => {
-                let reason = if is_last_unterminated {
-                    format!("torn final line ({reason})")
-                } else {
-                    reason
-                };
-                result.skipped.push(SkippedLine { line, reason });
+                let torn = is_last_unterminated;
+                let reason = if torn { format!("torn final line ({reason})") } else { reason };
+                result.skipped.push(SkippedLine { line, torn, reason });
             }
         }
     }

@@ -500,7 +500,7 @@ impl Checker {
     ) {
         let expected = reference::scan_report(bytes);
         let last = scan.last_state.as_ref().map(|s| (s.line, s.task.clone()));
-        let skipped: Vec<usize> = scan.skipped.iter().map(|s| s.line).collect();
+        let skipped: Vec<(usize, bool)> = scan.skipped.iter().map(|s| (s.line, s.torn)).collect();
         if (scan.lines, &last, &skipped) != (expected.lines, &expected.last, &expected.skipped) {
             self.violate(
                 Invariant::ResumeReadOnly,

@@ -43,11 +43,14 @@ pub enum DamageKind {
     /// Append a `session_state` whose task has the current identity's runtime and a task id this
     /// backend never issued (`task-foreign`): a rollout written against another backend.
     ForeignTask,
+    /// Append a `session_state` whose task has an empty task id (a malformed task, skipped at
+    /// resume), under the current identity's runtime when there is one.
+    EmptyTaskId,
 }
 
 impl DamageKind {
     /// Every kind, in the order documentation and error messages list them.
-    pub const ALL: [DamageKind; 9] = [
+    pub const ALL: [DamageKind; 10] = [
         DamageKind::EmptyPayload,
         DamageKind::DuplicateState,
         DamageKind::ReorderStates,
@@ -57,6 +60,7 @@ impl DamageKind {
         DamageKind::GarbageLine,
         DamageKind::StaleRuntime,
         DamageKind::ForeignTask,
+        DamageKind::EmptyTaskId,
     ];
 
     /// The name written in scenario files.
@@ -71,6 +75,7 @@ impl DamageKind {
             DamageKind::GarbageLine => "garbage_line",
             DamageKind::StaleRuntime => "stale_runtime",
             DamageKind::ForeignTask => "foreign_task",
+            DamageKind::EmptyTaskId => "empty_task_id",
         }
     }
 
@@ -151,6 +156,10 @@ pub fn apply(
         DamageKind::ForeignTask => {
             let runtime = current_runtime.ok_or("the auth store holds no identity to name")?;
             Ok(appended(bytes, task_line(runtime, FOREIGN_TASK).as_bytes()))
+        }
+        DamageKind::EmptyTaskId => {
+            let runtime = current_runtime.unwrap_or(STALE_RUNTIME);
+            Ok(appended(bytes, task_line(runtime, "").as_bytes()))
         }
     }
 }

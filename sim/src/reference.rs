@@ -50,8 +50,9 @@ pub struct ScanReport {
     pub lines: usize,
     /// The last well-formed `session_state` and its line.
     pub last: Option<(usize, Option<AgentTask>)>,
-    /// Lines that are not a well-formed rollout line of a known type.
-    pub skipped: Vec<usize>,
+    /// Lines that are not a well-formed rollout line of a known type, each with whether it is
+    /// the torn last line (no newline ends it).
+    pub skipped: Vec<(usize, bool)>,
 }
 
 /// The rollout item types of spec section 1.
@@ -64,7 +65,12 @@ pub fn scan_report(bytes: &[u8]) -> ScanReport {
     if bytes.is_empty() || bytes.ends_with(b"\n") {
         segments.pop();
     }
-    let skipped = (1..=segments.len()).filter(|n| !readable(segments[n - 1])).collect();
+    let unterminated = !bytes.is_empty() && !bytes.ends_with(b"\n");
+    let last = segments.len();
+    let skipped = (1..=last)
+        .filter(|n| !readable(segments[n - 1]))
+        .map(|n| (n, unterminated && n == last))
+        .collect();
     ScanReport { lines: segments.len(), last: last_session_state_line(bytes), skipped }
 }
 

@@ -99,6 +99,7 @@ impl Model<'_> {
                         | DamageKind::DuplicateState
                         | DamageKind::StaleRuntime
                         | DamageKind::ForeignTask
+                        | DamageKind::EmptyTaskId
                 );
                 self.ever_persisting |= writes_state;
             }

@@ -9,7 +9,7 @@ use crate::scenario::{Moment, ResumeSource, Step, WorldStep};
 
 pub(super) const DAMAGE_USAGE: &str = "damage <thread> <kind>, where <kind> is one of \
      empty_payload, duplicate_state, reorder_states, crlf, torn_middle, unknown_type, \
-     garbage_line, stale_runtime, foreign_task";
+     garbage_line, stale_runtime, foreign_task, empty_task_id";
 pub(super) const ON_USAGE: &str = "on <endpoint> before|sent|answered rotate_identity | \
      expire_identity | revoke_identity | auth <auth>";
 
