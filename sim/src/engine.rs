@@ -1186,7 +1186,7 @@ fn core_state(machine: &Lifecycle, now: Timestamp) -> (oracle::State, Vec<Reques
 }
 
 /// The thread a request works for, or `-` for process-wide ones.
-fn purpose_thread(what: &Option<InFlight>) -> String {
+pub(crate) fn purpose_thread(what: &Option<InFlight>) -> String {
     match what {
         Some(
             InFlight::TaskBiscuit { thread, .. }

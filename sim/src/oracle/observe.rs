@@ -77,14 +77,7 @@ pub fn observe(command: &Command, machine: &Lifecycle) -> Option<Out> {
 }
 
 fn request_of(request: &HttpRequest, what: Option<InFlight>) -> Request {
-    let thread = match &what {
-        Some(
-            InFlight::TaskBiscuit { thread, .. }
-            | InFlight::TaskRegister { thread, .. }
-            | InFlight::Model(thread, _),
-        ) => thread.0.clone(),
-        _ => "-".to_owned(),
-    };
+    let thread = crate::engine::purpose_thread(&what);
     let path = request.path();
     match Endpoint::of_path(path) {
         Some(Endpoint::Biscuit) => {
