@@ -235,6 +235,22 @@ fn spec2_an_answer_slower_than_the_timeout_is_a_timeout() {
     }
 }
 
+#[test]
+fn a_scripted_2xx_the_reference_model_cannot_read_is_said_in_the_timeline() {
+    // A hand-written 2xx body on a registration may well be accepted by a client: the oracle
+    // cannot predict from it, so it stops predicting, says so, and the run goes on.
+    let scenario = inline_scenario(
+        Path::new("scripted_ok.scn"),
+        "description: d\nseed: 1\nfault task_register 1 status=200 body=\"{}\"\nstart A\nsettle\nturn A\n",
+    );
+    let report = run_with(&scenario, &RunOptions::default());
+    assert!(report.passed(), "{}", report.verdict());
+    let notes: Vec<&String> =
+        report.tally.timeline.iter().filter(|l| l.contains("reference model stops")).collect();
+    assert_eq!(notes.len(), 1, "{:#?}", report.tally.timeline);
+    assert!(notes[0].contains("scripted 2xx"), "{}", notes[0]);
+}
+
 // ---- damaged rollout files ---------------------------------------------------------------------
 
 /// The lines a scan must skip: (1-based line, reason).

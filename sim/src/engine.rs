@@ -626,6 +626,10 @@ impl Sim {
                 }
                 let before = self.checker.snapshot_threads(self.machine_ref());
                 self.oracle.feed(now, Input::Answer { id, seen: &seen, number });
+                if let Some(why) = self.oracle.went_blind() {
+                    let text = format!("the reference model stops predicting: {why}");
+                    self.tally.note(now, self.start, "-", &text);
+                }
                 if let (Some(InFlight::TaskRegister { thread, .. }), Seen::Task { task_id }) =
                     (&what, &seen)
                 {

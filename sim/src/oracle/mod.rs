@@ -49,6 +49,8 @@ pub struct Oracle {
     model: Option<model::Model>,
     /// Why the model stopped predicting, if it did.
     blind: Option<String>,
+    /// Whether the driver was told.
+    blind_told: bool,
     /// Core's requests in flight, by what the model knows them as.
     bound: BTreeMap<RequestId, Pend>,
     /// The input the pending predictions answer, for reports.
@@ -56,8 +58,13 @@ pub struct Oracle {
 }
 
 impl Oracle {
-    /// Why the oracle stopped predicting, when it did.
-    pub fn blind(&self) -> Option<&str> {
+    /// Why the oracle stopped predicting, the first time it is asked after it did (for the
+    /// run's timeline: a run the model cannot follow must say so).
+    pub fn went_blind(&mut self) -> Option<&str> {
+        if self.blind_told {
+            return None;
+        }
+        self.blind_told = self.blind.is_some();
         self.blind.as_deref()
     }
 
