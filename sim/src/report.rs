@@ -28,7 +28,7 @@ pub fn task_text(task: Option<&AgentTask>) -> String {
 /// The interesting, non-secret part of a request.
 pub fn request_summary(request: &HttpRequest) -> String {
     match request.header("Authorization") {
-        Some(value) if value.starts_with("AgentAssertion ") => {
+        Some(value) if value.starts_with(agentsim_core::wire::ASSERTION_PREFIX) => {
             match agentsim_core::wire::parse_assertion_header(value) {
                 Ok(a) => format!(" assertion={}/{}", a.agent_runtime_id, a.task_id),
                 Err(_) => " assertion=<unreadable>".into(),

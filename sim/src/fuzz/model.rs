@@ -210,6 +210,11 @@ impl<'a> Model<'a> {
         &THREAD_NAMES[..usize::from(self.swarm.threads.clamp(1, 4))]
     }
 
+    /// Threads that certainly have a rollout (to fork, copy or resume from).
+    fn with_rollout(&self) -> Vec<String> {
+        self.threads.iter().filter(|(_, t)| t.rollout).map(|(n, _)| n.clone()).collect()
+    }
+
     fn live(&self) -> Vec<String> {
         self.threads.iter().filter(|(_, t)| t.live).map(|(n, _)| n.clone()).collect()
     }
@@ -266,13 +271,7 @@ impl<'a> Model<'a> {
             Op::Fork(i) => {
                 let child =
                     self.names().iter().find(|n| !self.threads.contains_key(**n))?.to_string();
-                let parents: Vec<String> = self
-                    .threads
-                    .iter()
-                    .filter(|(_, t)| t.rollout)
-                    .map(|(n, _)| n.clone())
-                    .collect();
-                let parent = Self::pick(&parents, *i).filter(|_| up)?;
+                let parent = Self::pick(&self.with_rollout(), *i).filter(|_| up)?;
                 Some(Step::Fork { child, parent })
             }
             Op::Turn(i) | Op::Submit(i) => {

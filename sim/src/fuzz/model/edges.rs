@@ -16,13 +16,7 @@ impl Model<'_> {
             }
             Op::ResumeFromThread(i, source) => {
                 let thread = self.names()[usize::from(*i) % self.names().len()].to_owned();
-                let sources: Vec<String> = self
-                    .threads
-                    .iter()
-                    .filter(|(_, t)| t.rollout)
-                    .map(|(n, _)| n.clone())
-                    .collect();
-                let other = Self::pick(&sources, *source)
+                let other = Self::pick(&self.with_rollout(), *source)
                     .filter(|_| up && !self.threads.contains_key(&thread))?;
                 Some(Step::Resume { thread, from: ResumeSource::Thread(other) })
             }
