@@ -25,9 +25,11 @@
 //!   `invalid_public_key`, `invalid_timestamp`); task registration then checks the runtime
 //!   (404 `unknown_runtime`), the signature (401 `invalid_signature`) and last its validity
 //!   (401 `identity_expired`), so a bad signature is recorded even for an expired identity;
-//! - model request: an `AgentAssertion` is malformed, names a task not issued to its runtime, or
-//!   does not verify (401 `invalid_assertion`), then its identity is revoked or expired
-//!   (401 `identity_expired`).
+//! - model request: an `AgentAssertion` is malformed, names a task issued to another runtime, or
+//!   does not verify (401 `invalid_assertion`, violations); names a task this backend never
+//!   issued (401 `invalid_assertion`, an answer); is stamped more than
+//!   [`ASSERTION_MAX_SKEW_SECS`] away from the backend's clock (401 `stale_assertion`, a
+//!   violation); then its identity is revoked or expired (401 `identity_expired`).
 //!
 //! # Faults
 //! The simulator decides a fault before sending; the model produces it as a real response so both
@@ -59,6 +61,10 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore as _, SeedableRng as _};
 
 use crate::fault::{Endpoint, FaultKind};
+
+/// **\[ours\]** How far an assertion's timestamp may be from the backend's clock (spec section
+/// 2.4): further, and the model request is refused with 401 `stale_assertion`.
+pub const ASSERTION_MAX_SKEW_SECS: u64 = 300;
 
 /// Size of the body of a [`FaultKind::HugeBody`] answer: 10 MiB.
 pub const HUGE_BODY_BYTES: usize = 10 * 1024 * 1024;
@@ -493,13 +499,24 @@ impl Backend {
             None => return Err(Refusal::answer(401, "invalid_assertion")),
         }
         let record = self.runtimes.get(runtime).expect("a task's runtime is always registered");
-        if Timestamp::parse_rfc3339(&assertion.timestamp).is_err() {
+        let Ok(stamped) = Timestamp::parse_rfc3339(&assertion.timestamp) else {
             return Err(bad("assertion timestamp is not RFC 3339".to_owned()));
-        }
+        };
         if verify_assertion(&record.public_key, &assertion).is_err() {
             return Err(bad(format!(
                 "assertion signature does not verify under the key of {runtime}"
             )));
+        }
+        // Spec section 2.4 [ours]: a replay guard. A correct client stamps the assertion when it
+        // sends the request, so a stale one is also the client's mistake.
+        let skew_ms = stamped.unix_ms().abs_diff(self.now.unix_ms());
+        if skew_ms > ASSERTION_MAX_SKEW_SECS * 1000 {
+            let reason = format!(
+                "assertion timestamp {} is {} s away from the backend's clock (at most {ASSERTION_MAX_SKEW_SECS} s)",
+                assertion.timestamp,
+                skew_ms / 1000
+            );
+            return Err(Refusal::violation(401, "stale_assertion", reason));
         }
         if record.is_expired(self.now) {
             return Err(Refusal::answer(401, "identity_expired"));
@@ -1006,10 +1023,13 @@ mod tests {
         let runtime = identity.agent_runtime_id;
         let task = register_task(&mut backend, &key, &runtime);
 
+        // Assertions stamped when they are sent, as a correct client does (a stale one would be
+        // refused as `stale_assertion` before its expiry is looked at).
+        let stamped = |at: &str| Some(key.assertion_header(&runtime, &task, at));
         backend.set_now(Timestamp::parse_rfc3339("2026-04-18T14:59:59.999Z").unwrap());
         assert!(backend.runtime_is_valid(&runtime));
         assert_eq!(
-            backend.handle(&model_request(Some(assertion(&key, &runtime, &task))), None).status,
+            backend.handle(&model_request(stamped("2026-04-18T14:59:59Z")), None).status,
             200
         );
 
@@ -1021,7 +1041,7 @@ mod tests {
             (response.status, response.body.as_slice()),
             (401, br#"{"error":"identity_expired"}"#.as_slice())
         );
-        let response = backend.handle(&model_request(Some(assertion(&key, &runtime, &task))), None);
+        let response = backend.handle(&model_request(stamped("2026-04-18T15:00:00Z")), None);
         assert_eq!(
             (response.status, response.body.as_slice()),
             (401, br#"{"error":"identity_expired"}"#.as_slice())
@@ -1099,6 +1119,31 @@ mod tests {
             (404, br#"{"error":"unknown_runtime"}"#.as_slice())
         );
         assert!(backend.violations().is_empty());
+    }
+
+    #[test]
+    fn spec2_assertions_stamped_more_than_300_s_away_are_stale() {
+        let mut backend = backend(None);
+        let key = key();
+        let runtime = register_identity(&mut backend, &key).agent_runtime_id;
+        let task = register_task(&mut backend, &key, &runtime);
+        // The backend's clock: 14:10:00. 300 s either side is accepted, 301 s is not.
+        backend.set_now(Timestamp::SIM_EPOCH.plus_ms(600_000));
+        for (stamp, status) in [
+            ("2026-04-18T14:05:00Z", 200),
+            ("2026-04-18T14:15:00Z", 200),
+            ("2026-04-18T14:04:59Z", 401),
+            ("2026-04-18T14:15:01Z", 401),
+        ] {
+            let header = key.assertion_header(&runtime, &task, stamp);
+            let response = backend.handle(&model_request(Some(header)), None);
+            assert_eq!(response.status, status, "{stamp}");
+            if status == 401 {
+                assert_eq!(response.body, br#"{"error":"stale_assertion"}"#, "{stamp}");
+            }
+        }
+        assert_eq!(backend.violations().len(), 2, "{:?}", backend.violations());
+        assert!(backend.violations()[0].contains("300 s"), "{}", backend.violations()[0]);
     }
 
     #[test]

@@ -992,8 +992,9 @@ impl Sim {
             backend: &backend,
             step: self.step_index,
         };
-        let assertion =
-            asserted.as_ref().map(|a| (a.agent_runtime_id.as_str(), a.task_id.as_str()));
+        let assertion = asserted
+            .as_ref()
+            .map(|a| (a.agent_runtime_id.as_str(), a.task_id.as_str(), a.timestamp.as_str()));
         self.judge.model_request(world, thread, turn, assertion);
     }
 

@@ -6,7 +6,9 @@
 //!   from its own rollout; the lines a fork copied from its parent are not its own.
 //! - 17 the backend judges time: under `reacquire` no assertion carries an identity the backend's
 //!   records say had expired (TTL) when the request was sent; and no assertion carries a runtime
-//!   other than the auth store's identity for the signed-in workspace (invariant 7).
+//!   other than the auth store's identity for the signed-in workspace (invariant 7); every
+//!   assertion is stamped with the time its request is sent (spec section 2.4, invariant 8; the
+//!   backend refuses one stamped more than 300 s away as `stale_assertion`).
 //! - 18 write-ahead: with `persist_task`, a task's `session_state` line is in the rollout before
 //!   the first request that asserts it.
 //! - 19 turn order: a thread's turns start in submission order, one at a time, and a model request
@@ -145,14 +147,14 @@ impl Judge {
         }
     }
 
-    /// Invariants 7, 16, 17, 18 and 19 for a model request of `thread`'s `turn` carrying an
-    /// assertion for `(runtime, task_id)` (or none).
+    /// Invariants 7, 8, 16, 17, 18 and 19 for a model request of `thread`'s `turn` carrying an
+    /// assertion for `(runtime, task_id, timestamp)` (or none).
     pub fn model_request(
         &mut self,
         world: World<'_>,
         thread: &ThreadId,
         turn: TurnId,
-        assertion: Option<(&str, &str)>,
+        assertion: Option<(&str, &str, &str)>,
     ) {
         let step = world.step;
         let running = self.book(thread).running;
@@ -163,7 +165,13 @@ impl Judge {
             );
             self.violate(Invariant::TurnOrder, step, message);
         }
-        let Some((runtime, task_id)) = assertion else { return };
+        let Some((runtime, task_id, stamped)) = assertion else { return };
+        // Spec section 2.4: stamped with the time the request is sent (RFC 3339 seconds, UTC).
+        let sent = crate::oracle::rfc3339_secs(world.now);
+        if stamped != sent {
+            let message = format!("{thread} {turn} sent at {sent} an assertion stamped {stamped}");
+            self.violate(Invariant::ProtocolClean, step, message);
+        }
         let book = self.book(thread);
         let (owned, written) = (book.owned.contains(task_id), book.written.contains(task_id));
         if !owned {

@@ -21,7 +21,7 @@ use agentsim_core::{Auth, Command, Config, ExpiryPolicy, Lifecycle, RequestId, S
 
 pub use observe::{assertion_of, runtime_of_task_path, Asserted};
 pub use seen::{classify, Seen};
-pub use terms::{Ident, Out, Pend, Policy, Request, State, Task, Workspace};
+pub use terms::{rfc3339_secs, Ident, Out, Pend, Policy, Request, State, Task, Workspace};
 
 use crate::reference;
 
