@@ -1,12 +1,17 @@
 //! The differential oracle: a reference model of spec section 3 ([`model`]) fed the inputs core
 //! is fed, in the same order, plus the backend's ground truth ([`seen`]). After every input the
-//! engine hands it the commands core returned; the first difference between what the model
-//! predicted and what core did (a request, a rollout line, an event, an auth store write, or a
-//! thread's cached task afterwards) is a divergence that stops the run.
+//! engine hands it the commands core returned and what core's getters report; the first
+//! difference between what the model predicted and what core did (a request, a rollout line, an
+//! event, a failure log, an auth store write, a thread's cached task afterwards, or a getter's
+//! answer) is a divergence that stops the run.
 //!
-//! The comparison is per stream: each thread's rollout lines, each thread's events, the requests
-//! each thread (or the process) sends, and the auth store writes, each in order. Streams of
-//! different threads are not ordered against each other: the spec does not order them.
+//! The comparison is per stream: each thread's rollout lines, events, failure logs and requests,
+//! the process's identity requests and auth store writes, each in order. Streams of different
+//! threads are not ordered against each other: the spec does not order them.
+//!
+//! Requests are matched by what they are for (the process's identity registration, a thread's
+//! task registration, a thread's model request: at most one of each is in flight, rules 5 and
+//! 8), so core's request ids map to the model's without the model drawing any id itself.
 
 mod model;
 mod observe;
