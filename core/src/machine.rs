@@ -67,6 +67,9 @@ pub struct Lifecycle {
     /// Threads whose session start waits for an identity before it can prewarm.
     startup_waiters: BTreeSet<ThreadId>,
     threads: BTreeMap<ThreadId, Thread>,
+    /// Threads whose state changed since [`Lifecycle::take_touched`] last ran: every change goes
+    /// through `add_thread` or `thread_mut`, which record it.
+    touched: BTreeSet<ThreadId>,
     pending: BTreeMap<RequestId, Pending>,
     next_request: u64,
     next_ensure: u64,
@@ -160,6 +163,7 @@ impl Lifecycle {
             identity_op: None,
             startup_waiters: BTreeSet::new(),
             threads: BTreeMap::new(),
+            touched: BTreeSet::new(),
             pending: BTreeMap::new(),
             next_request: 1,
             next_ensure: 1,
@@ -210,6 +214,23 @@ impl Lifecycle {
     /// Whether the thread has a turn running or queued.
     pub fn is_turn_active(&self, thread: &ThreadId) -> bool {
         self.threads.get(thread).is_some_and(|t| t.turn.is_some() || !t.queued.is_empty())
+    }
+
+    /// How many threads this process runs.
+    pub fn thread_count(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// The threads whose state (cached task, ensure, turns) changed since the last call, in name
+    /// order. An index for a driver or checker that mirrors the threads: it looks at these
+    /// instead of scanning every thread after every input. At most one entry per thread.
+    pub fn take_touched(&mut self) -> BTreeSet<ThreadId> {
+        std::mem::take(&mut self.touched)
+    }
+
+    /// How many requests are in flight.
+    pub fn in_flight_count(&self) -> usize {
+        self.pending.len()
     }
 
     /// Requests sent and not yet answered, in send order.
@@ -392,6 +413,7 @@ impl Lifecycle {
             "thread {thread} already exists in this process"
         );
         self.threads.insert(thread.clone(), Thread::default());
+        self.touched.insert(thread.clone());
     }
 
     fn session_start(&mut self, now: Timestamp, thread: &ThreadId) {
@@ -1123,6 +1145,9 @@ impl Lifecycle {
     }
 
     fn thread_mut(&mut self, thread: &ThreadId) -> &mut Thread {
+        if !self.touched.contains(thread) {
+            self.touched.insert(thread.clone());
+        }
         self.threads.get_mut(thread).unwrap_or_else(|| panic!("unknown thread {thread}"))
     }
 

@@ -7,6 +7,7 @@
 
 #![allow(clippy::disallowed_methods)] // Measuring speed is the one place that reads a real clock.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,31 @@ pub fn turns_scenario(turns: usize) -> Scenario {
         .expect("the bench scenario parses")
 }
 
+/// A scenario of `threads` threads, started together, then `turns_each` rounds of one turn on
+/// every thread: the scaling figures.
+pub fn threads_scenario(threads: usize, turns_each: usize) -> Scenario {
+    let mut text = format!(
+        "description: bench: {threads} threads, {turns_each} turns each\nseed: 1\nidentity: warm\nlatency: 1ms..20ms\n"
+    );
+    for i in 0..threads {
+        let _ = writeln!(text, "start T{i}");
+    }
+    text.push_str("settle\n");
+    for _ in 0..turns_each {
+        for i in 0..threads {
+            let _ = writeln!(text, "turn T{i}");
+        }
+    }
+    scenario::parse("bench_threads", Path::new("bench_threads.scn"), &text)
+        .expect("the bench scenario parses")
+}
+
+/// The thread counts of the scaling figures (each thread runs [`TURNS_PER_THREAD`] turns).
+pub const SCALING_THREADS: [usize; 5] = [1_000, 2_000, 4_000, 8_000, 16_000];
+
+/// Turns per thread in the scaling figures: 10,000 to 160,000 turns in all.
+pub const TURNS_PER_THREAD: usize = 10;
+
 /// Runs every measurement; `scale` multiplies the work (1 = the default, a few seconds).
 pub fn measure(
     scenarios_dir: &Path,
@@ -72,7 +98,7 @@ pub fn measure(
             name: format!("turns/s, memory transport, {label}"),
             value: turns as f64 / elapsed.as_secs_f64(),
             unit: "turns/s",
-            target: Some((">=", 10_000.0)),
+            target: Some((">=", 18_000.0)),
         });
     }
 
@@ -89,6 +115,8 @@ pub fn measure(
         unit: "req/s",
         target: Some((">=", 5_000.0)),
     });
+
+    scaling(&mut push)?;
 
     let files = crate::catalog::files_in(scenarios_dir)?;
     let mut total = Duration::ZERO;
@@ -127,6 +155,45 @@ pub fn measure(
         });
     }
     Ok(figures)
+}
+
+/// How the cost grows with the number of threads: a thread-turn must cost the same whether 1,000
+/// or 16,000 threads run (per-event work is independent of the number of threads).
+fn scaling(push: &mut impl FnMut(Figure)) -> anyhow::Result<()> {
+    let options =
+        RunOptions { transport: TransportKind::Memory, timeline: false, ..RunOptions::default() };
+    let largest = SCALING_THREADS[SCALING_THREADS.len() - 1];
+    let bench = threads_scenario(largest, 1);
+    let (report, elapsed) = timed(|| run(&bench, &options))?;
+    anyhow::ensure!(report.passed(), "the threads bench run failed: {}", report.verdict());
+    push(Figure {
+        name: format!("{largest} threads, one turn each, memory transport"),
+        value: elapsed.as_secs_f64(),
+        unit: "s",
+        target: Some(("<=", 2.0)),
+    });
+    let mut costs = Vec::new();
+    for threads in SCALING_THREADS {
+        let bench = threads_scenario(threads, TURNS_PER_THREAD);
+        let (report, elapsed) = timed(|| run(&bench, &options))?;
+        anyhow::ensure!(report.passed(), "the scaling run failed: {}", report.verdict());
+        let turns = threads * TURNS_PER_THREAD;
+        let each = elapsed.as_secs_f64() * 1e6 / turns as f64;
+        costs.push(each);
+        push(Figure {
+            name: format!("cost per thread-turn, {threads} threads x {TURNS_PER_THREAD} turns ({turns} turns)"),
+            value: each,
+            unit: "us",
+            target: None,
+        });
+    }
+    push(Figure {
+        name: format!("cost per thread-turn, {largest} threads / {} threads", SCALING_THREADS[0]),
+        value: costs[costs.len() - 1] / costs[0],
+        unit: "x",
+        target: Some(("<=", 1.5)),
+    });
+    Ok(())
 }
 
 fn timed<T, E: Into<anyhow::Error>>(

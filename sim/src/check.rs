@@ -1,22 +1,19 @@
 //! The invariants of spec section 5, checked by the simulator after every step and every event.
 //! The first violation stops the run; the report names the invariant, the step and the seed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use agentsim_core::limits::{REACQUIRE_RETRIES_MAX, TASK_ATTEMPTS_MAX};
 use agentsim_core::wire::{self, HttpRequest, HttpResponse};
 use agentsim_core::{
-    AgentTask, Command, Event, EventKind, Failure, InFlight, Lifecycle, RolloutItem, RolloutScan,
-    ThreadId, TurnId,
+    AgentTask, Command, Event, EventKind, Failure, InFlight, Lifecycle, RequestId, RolloutItem,
+    RolloutScan, ThreadId, TurnId,
 };
 
 use crate::backend::Backend;
 use crate::fault::Endpoint;
 pub use crate::invariant::{Invariant, Violation};
 use crate::reference;
-
-/// Each live thread's cached task, taken before an event so the checker can see what changed.
-pub type ThreadsSnapshot = BTreeMap<ThreadId, Option<AgentTask>>;
 
 #[derive(Debug, Default)]
 struct TurnTrack {
@@ -48,6 +45,18 @@ pub struct Checker {
     /// resume dropped (the rollout may still end with it) from one the process let go of (its
     /// clear must have appended `null`).
     held: BTreeMap<ThreadId, AgentTask>,
+    /// Each thread's cached task as of the last event: what an event's changes are judged
+    /// against. Kept from the threads core reports changed, so no event scans every thread.
+    tasks: BTreeMap<ThreadId, Option<AgentTask>>,
+    /// Core's requests in flight, from its sends and the answers delivered.
+    in_flight: BTreeMap<RequestId, InFlight>,
+    /// The task requests of each thread among them.
+    task_requests: BTreeMap<ThreadId, BTreeSet<RequestId>>,
+    /// Threads whose quiescent verdict may have changed since the last step: touched, appended
+    /// to, resumed or forked. Every thread when the current identity changed.
+    dirty: BTreeSet<ThreadId>,
+    /// The current identity at the last quiescent check.
+    last_current: Option<Option<String>>,
 }
 
 impl Checker {
@@ -66,6 +75,11 @@ impl Checker {
             task_biscuit_ensure: BTreeMap::new(),
             generation: 0,
             held: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            task_requests: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            last_current: None,
         }
     }
 
@@ -93,6 +107,11 @@ impl Checker {
         self.generation = generation;
         self.task_biscuit_url.clear();
         self.held.clear();
+        self.tasks.clear();
+        self.in_flight.clear();
+        self.task_requests.clear();
+        self.dirty.clear();
+        self.last_current = None;
     }
 
     /// Whether the turn's `turn_complete` was seen.
@@ -116,9 +135,62 @@ impl Checker {
         }
     }
 
-    /// The live threads' cached tasks.
-    pub fn snapshot_threads(&self, machine: &Lifecycle) -> ThreadsSnapshot {
-        machine.threads().map(|t| (t.clone(), machine.cached_task(t).cloned())).collect()
+    /// Keeps the checker's list of core's requests in flight: drops the one just `answered`,
+    /// adds those the commands sent. Invariant 5: at most one task registration in flight per
+    /// thread (biscuit or registration), at most one identity registration per process.
+    pub fn track_in_flight(
+        &mut self,
+        machine: &Lifecycle,
+        commands: &[Command],
+        answered: Option<RequestId>,
+        step: usize,
+    ) {
+        if let Some(id) = answered {
+            if let Some(
+                InFlight::TaskBiscuit { thread, .. } | InFlight::TaskRegister { thread, .. },
+            ) = self.in_flight.remove(&id)
+            {
+                if let Some(ids) = self.task_requests.get_mut(&thread) {
+                    ids.remove(&id);
+                }
+            }
+        }
+        for command in commands {
+            let Command::Send { id, .. } = command else { continue };
+            let Some(what) = machine.in_flight_request(*id) else { continue };
+            match &what {
+                InFlight::IdentityBiscuit | InFlight::IdentityRegister => {
+                    let identity = self
+                        .in_flight
+                        .values()
+                        .filter(|w| {
+                            matches!(w, InFlight::IdentityBiscuit | InFlight::IdentityRegister)
+                        })
+                        .count();
+                    if identity >= 1 {
+                        self.violate(
+                            Invariant::SingleFlight,
+                            step,
+                            format!("{} identity registrations in flight at once", identity + 1),
+                        );
+                    }
+                }
+                InFlight::TaskBiscuit { thread, .. } | InFlight::TaskRegister { thread, .. } => {
+                    let ids = self.task_requests.entry(thread.clone()).or_default();
+                    ids.insert(*id);
+                    if ids.len() > 1 {
+                        let n = ids.len();
+                        self.violate(
+                            Invariant::SingleFlight,
+                            step,
+                            format!("{thread}: {n} task registrations in flight at once"),
+                        );
+                    }
+                }
+                InFlight::Model(..) => {}
+            }
+            self.in_flight.insert(*id, what);
+        }
     }
 
     /// Invariants 1, 6 and 11, before a request leaves.
@@ -249,6 +321,7 @@ impl Checker {
             }
         }
         self.persisted.insert(thread.clone(), Some(value.clone()));
+        self.dirty.insert(thread.clone());
     }
 
     /// Invariants 1, 10 and 11, and the texts of spec section 4, for each event.
@@ -336,7 +409,7 @@ impl Checker {
     pub fn after_delivery(
         &mut self,
         what: Option<&InFlight>,
-        before: &ThreadsSnapshot,
+        touched: &BTreeSet<ThreadId>,
         machine: &Lifecycle,
         commands: &[Command],
         step: usize,
@@ -344,10 +417,10 @@ impl Checker {
         if let Some(InFlight::TaskBiscuit { thread, ensure }) = what {
             // A biscuit that failed authorizes nothing: forget it, so the retry's biscuit is the
             // one the next registration must follow (unless a new ensure already sent its own).
-            let registering = machine
-                .in_flight()
-                .iter()
-                .any(|(_, w)| matches!(w, InFlight::TaskRegister { thread: t, .. } if t == thread));
+            let registering = self.task_requests.get(thread).is_some_and(|ids| {
+                ids.iter()
+                    .any(|id| matches!(self.in_flight.get(id), Some(InFlight::TaskRegister { .. })))
+            });
             let superseded = self.task_biscuit_ensure.get(thread) != Some(ensure);
             if !registering && !superseded {
                 self.task_biscuit_url.remove(thread);
@@ -372,8 +445,11 @@ impl Checker {
                 }
             }
         }
-        for (thread, task) in before {
-            if thread != owner && machine.cached_task(thread) != task.as_ref() {
+        // Only a thread core reports changed can have a new task; `Oracle::audit` checks that
+        // core reports every change.
+        for thread in touched {
+            let before = self.tasks.get(thread).cloned().flatten();
+            if thread != owner && machine.cached_task(thread) != before.as_ref() {
                 self.violate(
                     Invariant::FailureIsolated,
                     step,
@@ -392,7 +468,8 @@ impl Checker {
                 .iter()
                 .any(|c| matches!(c, Command::Append { thread, .. } if thread == owner));
             let emitted = commands.iter().any(|c| matches!(c, Command::Emit(_)));
-            let changed = before.get(owner).map(Option::as_ref) != Some(machine.cached_task(owner));
+            let before = self.tasks.get(owner).cloned().flatten();
+            let changed = machine.cached_task(owner) != before.as_ref();
             if appended || emitted || changed {
                 self.violate(
                     Invariant::PrewarmQuiet,
@@ -403,40 +480,17 @@ impl Checker {
         }
     }
 
-    /// Invariant 5, after every event.
-    pub fn after_event(&mut self, machine: &Lifecycle, step: usize) {
-        for thread in machine.threads() {
-            if let Some(task) = machine.cached_task(thread) {
+    /// After every event: remembers the cached task of each thread core reports changed.
+    pub fn after_event(&mut self, machine: &Lifecycle, touched: &BTreeSet<ThreadId>) {
+        for thread in touched {
+            let task = machine.cached_task(thread);
+            if let Some(task) = task {
                 if self.held.get(thread) != Some(task) {
                     self.held.insert(thread.clone(), task.clone());
                 }
             }
-        }
-        let in_flight = machine.in_flight();
-        let mut per_thread: BTreeMap<ThreadId, u32> = BTreeMap::new();
-        let mut identity = 0;
-        for (_, what) in &in_flight {
-            match what {
-                InFlight::IdentityBiscuit | InFlight::IdentityRegister => identity += 1,
-                InFlight::TaskBiscuit { thread, .. } | InFlight::TaskRegister { thread, .. } => {
-                    *per_thread.entry(thread.clone()).or_default() += 1
-                }
-                InFlight::Model(..) => {}
-            }
-        }
-        if identity > 1 {
-            self.violate(
-                Invariant::SingleFlight,
-                step,
-                format!("{identity} identity registrations in flight at once"),
-            );
-        }
-        if let Some((thread, n)) = per_thread.into_iter().find(|(_, n)| *n > 1) {
-            self.violate(
-                Invariant::SingleFlight,
-                step,
-                format!("{thread}: {n} task registrations in flight at once"),
-            );
+            self.tasks.insert(thread.clone(), task.cloned());
+            self.dirty.insert(thread.clone());
         }
     }
 
@@ -486,6 +540,7 @@ impl Checker {
             );
         }
         self.persisted.insert(thread.clone(), reference::last_session_state(bytes));
+        self.dirty.insert(thread.clone());
     }
 
     /// Invariant 2 (and rule 15): what core reports having read from a rollout at resume or fork
@@ -516,15 +571,35 @@ impl Checker {
     /// A fork copied `bytes` into `thread`'s rollout.
     pub fn after_fork(&mut self, thread: &ThreadId, bytes: &[u8]) {
         self.persisted.insert(thread.clone(), reference::last_session_state(bytes));
+        self.dirty.insert(thread.clone());
     }
 
     /// Invariant 13, after every step. The last `session_state` of each rollout is tracked from
     /// what was read at resume or fork and every append since, so no rollout is re-read.
-    pub fn quiescent(&mut self, machine: &Lifecycle, current: Option<&str>, step: usize) {
+    ///
+    /// Only threads whose verdict may have changed are looked at (`dirty`: touched, appended to,
+    /// resumed, forked), unless the current identity changed or `all` is asked for.
+    pub fn quiescent(
+        &mut self,
+        machine: &Lifecycle,
+        current: Option<&str>,
+        all: bool,
+        step: usize,
+    ) {
+        let dirty = std::mem::take(&mut self.dirty);
+        let same_current = self.last_current.as_ref().map(Option::as_deref) == Some(current);
+        if !same_current {
+            self.last_current = Some(current.map(str::to_owned));
+        }
         if !self.persist_task || !self.flag {
             return;
         }
-        for thread in machine.threads() {
+        let threads: Box<dyn Iterator<Item = &ThreadId>> = if all || !same_current {
+            Box::new(machine.threads())
+        } else {
+            Box::new(dirty.iter().filter(|t| machine.has_thread(t)))
+        };
+        for thread in threads {
             let last = self.persisted.get(thread).cloned().flatten().flatten();
             match (machine.cached_task(thread), last) {
                 (Some(cached), Some(last)) if *cached == last => {}

@@ -118,6 +118,10 @@ pub fn replay_features() -> String {
 /// The master seed when neither the options nor the scenario give one.
 pub const DEFAULT_SEED: u64 = 0;
 
+/// The full audit after a step runs every `threads / AUDIT_THREADS_PER_STEP` steps (every step
+/// for small runs): it looks at about this many threads per step, on average.
+const AUDIT_THREADS_PER_STEP: usize = 32;
+
 /// The most virtual time `advance` steps may cover in one run: 1000 years, so every timestamp a
 /// run writes stays one RFC 3339 can write (years up to 9999).
 pub const MAX_VIRTUAL_MS: u64 = 1000 * 365 * 86_400_000;
@@ -304,7 +308,7 @@ impl Sim {
                 line: step.line,
                 message,
             })?;
-            self.check_quiescent();
+            self.check_quiescent(false);
         }
         if self.checker.violation.is_none() {
             self.tally.note(self.now, self.start, "-", "end of steps: settle");
@@ -313,7 +317,7 @@ impl Sim {
                 line: 0,
                 message,
             })?;
-            self.check_quiescent();
+            self.check_quiescent(true);
         }
         Ok(())
     }
@@ -627,7 +631,6 @@ impl Sim {
                     };
                     self.tally.note(now, self.start, &purpose_thread(&what), &text);
                 }
-                let before = self.checker.snapshot_threads(self.machine_ref());
                 self.oracle.feed(now, Input::Answer { id, seen: &seen, number });
                 if let Some(why) = self.oracle.went_blind() {
                     let text = format!("the reference model stops predicting: {why}");
@@ -639,7 +642,7 @@ impl Sim {
                     self.judge.issued(thread, task_id);
                 }
                 self.machine_mut().handle_response(now, id, response);
-                self.drain(Some((what, before)));
+                self.drain(Some((what, id)));
                 if awaited {
                     self.fire_arms(Some(endpoint), Moment::Answered);
                     self.feed_deferred();
@@ -658,20 +661,20 @@ impl Sim {
                     let text = format!("✗ {} {text}", purpose_text(&what));
                     self.tally.note(now, self.start, &purpose_thread(&what), &text);
                 }
-                let before = self.checker.snapshot_threads(self.machine_ref());
                 self.oracle.feed(now, Input::Answer { id, seen: &Seen::NoAnswer, number });
                 self.machine_mut().handle_request_failed(now, id, failure);
-                self.drain(Some((what, before)));
+                self.drain(Some((what, id)));
             }
         }
         true
     }
 
-    /// Carries out every command the machine has queued, in order; returns them.
-    fn drain(
-        &mut self,
-        cause: Option<(Option<InFlight>, crate::check::ThreadsSnapshot)>,
-    ) -> Vec<Command> {
+    /// Carries out every command the machine has queued, in order; returns them. `cause`: the
+    /// answer (what it was for, its id) the machine was just fed, if any.
+    ///
+    /// The checks that follow look only at the threads core reports changed (and those the
+    /// commands name), so an event costs the same with ten threads or ten thousand.
+    fn drain(&mut self, cause: Option<(Option<InFlight>, RequestId)>) -> Vec<Command> {
         let mut done = Vec::new();
         while let Some(command) = self.process.as_mut().and_then(|p| p.machine.poll_command()) {
             self.execute(&command);
@@ -680,34 +683,30 @@ impl Sim {
                 break;
             }
         }
-        if let Some(process) = self.process.as_ref() {
-            let (state, in_flight) = core_state(&process.machine, self.now);
-            let compared =
-                self.oracle.compare(self.now, &done, &process.machine, &state, &in_flight);
-            if let Err(divergence) = compared {
-                self.checker.violate(Invariant::ReferenceDivergence, self.step_index, divergence);
-            }
-            for thread in process.machine.threads() {
-                if let Some(task) = process.machine.cached_task(thread) {
-                    self.judge.cached(thread, task, self.step_index);
-                }
+        let Some(process) = self.process.as_mut() else {
+            self.feed_deferred();
+            return done;
+        };
+        let touched = process.machine.take_touched();
+        let machine = &process.machine;
+        let state = core_state(machine, self.now);
+        if let Err(divergence) = self.oracle.compare(self.now, &done, machine, &state, &touched) {
+            self.checker.violate(Invariant::ReferenceDivergence, self.step_index, divergence);
+        }
+        for thread in &touched {
+            if let Some(task) = machine.cached_task(thread) {
+                self.judge.cached(thread, task, self.step_index);
             }
         }
         if let Some(v) = self.judge.violation.take() {
             self.checker.violate(v.invariant, v.step, v.message);
         }
-        if let (Some((what, before)), Some(process)) = (cause, self.process.as_ref()) {
-            self.checker.after_delivery(
-                what.as_ref(),
-                &before,
-                &process.machine,
-                &done,
-                self.step_index,
-            );
+        let answered = cause.as_ref().map(|(_, id)| *id);
+        self.checker.track_in_flight(machine, &done, answered, self.step_index);
+        if let Some((what, _)) = &cause {
+            self.checker.after_delivery(what.as_ref(), &touched, machine, &done, self.step_index);
         }
-        if let Some(process) = self.process.as_ref() {
-            self.checker.after_event(&process.machine, self.step_index);
-        }
+        self.checker.after_event(machine, &touched);
         self.feed_deferred();
         done
     }
@@ -962,10 +961,6 @@ impl Sim {
         })
     }
 
-    fn machine_ref(&self) -> &Lifecycle {
-        &self.process.as_ref().expect("a live process").machine
-    }
-
     fn machine_mut(&mut self) -> &mut Lifecycle {
         &mut self.process.as_mut().expect("a live process").machine
     }
@@ -1047,13 +1042,27 @@ impl Sim {
             .map_err(|e| format!("cannot write {thread}'s rollout: {e}"))
     }
 
-    fn check_quiescent(&mut self) {
+    /// After every step: invariant 13 for the threads the step changed, and every so often a
+    /// full audit (every thread, every request in flight, against the reference model), spaced
+    /// so its cost per step stays constant however many threads run.
+    fn check_quiescent(&mut self, at_end: bool) {
         if let Some(p) = self.process.as_ref() {
             let current = {
                 let backend = self.backend.lock().expect("backend lock");
                 self.judged_current_runtime(&backend)
             };
-            self.checker.quiescent(&p.machine, current.as_deref(), self.step_index);
+            let every = (p.machine.thread_count() / AUDIT_THREADS_PER_STEP).max(1);
+            let audit = at_end || self.step_index % every == 0;
+            self.checker.quiescent(&p.machine, current.as_deref(), audit, self.step_index);
+            if audit {
+                if let Err(divergence) = self.oracle.audit(&p.machine) {
+                    self.checker.violate(
+                        Invariant::ReferenceDivergence,
+                        self.step_index,
+                        divergence,
+                    );
+                }
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 //! reference model to compare.
 
 use agentsim_core::wire::HttpRequest;
-use agentsim_core::{ExpiryPolicy, Lifecycle, RequestId, ThreadId, Timestamp, TurnId};
+use agentsim_core::{ExpiryPolicy, Lifecycle, ThreadId, Timestamp, TurnId};
 
 use super::Sim;
 use crate::backend::Backend;
@@ -78,9 +78,9 @@ impl Sim {
 }
 
 /// What core's getters report, for the oracle to compare with the reference model's state.
-pub(super) fn core_state(machine: &Lifecycle, now: Timestamp) -> (oracle::State, Vec<RequestId>) {
+pub(super) fn core_state(machine: &Lifecycle, now: Timestamp) -> oracle::State {
     let config = machine.config();
-    let state = oracle::State {
+    oracle::State {
         policy: oracle::Policy {
             flag: config.use_agent_identity,
             reacquire: config.expiry == ExpiryPolicy::Reacquire,
@@ -92,11 +92,6 @@ pub(super) fn core_state(machine: &Lifecycle, now: Timestamp) -> (oracle::State,
             .map(|b| oracle::Workspace { account: b.account_id.clone(), user: b.user_id.clone() }),
         identity: machine.identity().map(|i| i.agent_runtime_id.clone()),
         current: machine.current_runtime(now).map(str::to_owned),
-        turns_active: machine
-            .threads()
-            .filter(|t| machine.is_turn_active(t))
-            .map(|t| t.0.clone())
-            .collect(),
-    };
-    (state, machine.in_flight().into_iter().map(|(id, _)| id).collect())
+        threads: machine.thread_count(),
+    }
 }

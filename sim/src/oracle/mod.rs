@@ -18,11 +18,13 @@ mod observe;
 mod seen;
 mod terms;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use agentsim_core::Timestamp;
-use agentsim_core::{Auth, Command, Config, ExpiryPolicy, Lifecycle, RequestId, StoredIdentity};
+use agentsim_core::{
+    Auth, Command, Config, ExpiryPolicy, Lifecycle, RequestId, StoredIdentity, ThreadId,
+};
 
 pub use observe::{assertion_of, runtime_of_task_path, Asserted};
 pub use seen::{classify, Seen};
@@ -60,6 +62,8 @@ pub struct Oracle {
     bound: BTreeMap<RequestId, Pend>,
     /// The input the pending predictions answer, for reports.
     input: String,
+    /// The request the last input answered, if it did.
+    answered: Option<RequestId>,
 }
 
 impl Oracle {
@@ -117,6 +121,7 @@ impl Oracle {
                     return;
                 }
                 // An answer nobody waits for any more (after a timeout) changes nothing.
+                self.answered = Some(id);
                 if let Some(pend) = self.bound.remove(&id) {
                     model.answer(now, &pend, seen.clone(), number);
                 }
@@ -124,22 +129,25 @@ impl Oracle {
         }
     }
 
-    /// Compares what core did for the last input with the prediction, each thread's cached task
-    /// afterwards, and what core's getters report (`state`, read by the driver, and the requests
-    /// core has in flight). `Err` describes the first divergence.
+    /// Compares what core did for the last input with the prediction, the threads either side
+    /// changed (`touched`: the threads core reports changed, plus any the commands name), and
+    /// what core's getters report (`state`, read by the driver, and the requests core has in
+    /// flight). `Err` describes the first divergence. The work is proportional to what the
+    /// input changed, not to the number of threads: [`Oracle::audit`] compares everything.
     pub fn compare(
         &mut self,
         now: Timestamp,
         commands: &[Command],
         machine: &Lifecycle,
         state: &State,
-        in_flight: &[RequestId],
+        touched: &BTreeSet<ThreadId>,
     ) -> Result<(), String> {
         if self.blind.is_some() {
             return Ok(());
         }
         let Some(model) = self.model.as_mut() else { return Ok(()) };
         let predicted = streams(model.take_out());
+        let model_touched = model.take_touched();
         let observed: Vec<(Out, Option<RequestId>)> = commands
             .iter()
             .filter_map(|c| {
@@ -150,16 +158,17 @@ impl Oracle {
                 observe::observe(c, machine).map(|out| (out, id))
             })
             .collect();
+        let mut sent = Vec::new();
         for (out, id) in &observed {
             if let (Out::Send(request), Some(id)) = (out, id) {
                 if let Some(pend) = pend_of(request) {
                     self.bound.insert(*id, pend);
+                    sent.push(*id);
                 }
             }
         }
         let observed = streams(observed.into_iter().map(|(out, _)| out).collect());
-        let keys: std::collections::BTreeSet<&(String, String)> =
-            predicted.keys().chain(observed.keys()).collect();
+        let keys: BTreeSet<&(String, String)> = predicted.keys().chain(observed.keys()).collect();
         for key in keys {
             let (p, o) = (predicted.get(key), observed.get(key));
             if p != o {
@@ -173,24 +182,50 @@ impl Oracle {
                 ));
             }
         }
-        self.compare_cached(machine)?;
-        self.compare_state(now, state, in_flight)
-    }
-
-    fn compare_state(
-        &self,
-        now: Timestamp,
-        state: &State,
-        in_flight: &[RequestId],
-    ) -> Result<(), String> {
-        let Some(model) = self.model.as_ref() else { return Ok(()) };
-        let predicted = model.state(now);
-        if predicted != *state {
+        let threads: BTreeSet<&str> = touched
+            .iter()
+            .map(|t| t.0.as_str())
+            .chain(model_touched.iter().map(String::as_str))
+            .chain(predicted.keys().map(|k| k.0.as_str()).filter(|t| *t != "-"))
+            .collect();
+        self.compare_threads(machine, threads.into_iter())?;
+        self.compare_state(now, state)?;
+        // The requests in flight: as many as the model holds, each just sent among them, the one
+        // just answered gone. `audit` compares the whole list.
+        let answered = self.answered.take();
+        let core_count = machine.in_flight_count();
+        let missing = sent.iter().find(|id| machine.in_flight_request(**id).is_none());
+        let stays = answered.filter(|id| machine.in_flight_request(*id).is_some());
+        if core_count != self.bound.len() || missing.is_some() || stays.is_some() {
             return Err(format!(
-                "after {}: core reports {state:?}, the reference model {predicted:?}",
-                self.input
+                "after {}: core has {core_count} requests in flight{}{}, the model {:?}",
+                self.input,
+                missing.map_or(String::new(), |id| format!(" (without {id:?}, just sent)")),
+                stays.map_or(String::new(), |id| format!(" (still {id:?}, just answered)")),
+                self.bound.keys().collect::<Vec<_>>()
             ));
         }
+        Ok(())
+    }
+
+    /// Compares every thread and every request in flight: what [`Oracle::compare`] looks at
+    /// only where something changed. The driver runs it often enough that a change core made
+    /// without reporting it is still found, at a cost that stays constant per step.
+    pub fn audit(&self, machine: &Lifecycle) -> Result<(), String> {
+        if self.blind.is_some() {
+            return Ok(());
+        }
+        let Some(model) = self.model.as_ref() else { return Ok(()) };
+        let core_threads: Vec<&str> = machine.threads().map(|t| t.0.as_str()).collect();
+        if !core_threads.iter().copied().eq(model.threads().map(String::as_str)) {
+            return Err(format!(
+                "after {}: core runs threads {core_threads:?}, the model {:?}",
+                self.input,
+                model.threads().collect::<Vec<_>>()
+            ));
+        }
+        self.compare_threads(machine, core_threads.into_iter())?;
+        let in_flight: Vec<RequestId> = machine.in_flight().into_iter().map(|(id, _)| id).collect();
         if !in_flight.iter().eq(self.bound.keys()) {
             return Err(format!(
                 "after {}: core has requests {in_flight:?} in flight, the model {:?}",
@@ -201,21 +236,45 @@ impl Oracle {
         Ok(())
     }
 
-    fn compare_cached(&self, machine: &Lifecycle) -> Result<(), String> {
+    fn compare_state(&self, now: Timestamp, state: &State) -> Result<(), String> {
         let Some(model) = self.model.as_ref() else { return Ok(()) };
-        let mut core_threads = machine.threads();
-        for (thread, predicted) in model.cached() {
-            let Some(core_thread) = core_threads.next() else {
-                return Err(format!("after {}: core has no thread {thread}", self.input));
+        let predicted = model.state(now);
+        if predicted != *state {
+            return Err(format!(
+                "after {}: core reports {state:?}, the reference model {predicted:?}",
+                self.input
+            ));
+        }
+        Ok(())
+    }
+
+    /// Each thread's cached task and whether a turn is running or queued, core against model.
+    fn compare_threads<'t>(
+        &self,
+        machine: &Lifecycle,
+        threads: impl Iterator<Item = &'t str>,
+    ) -> Result<(), String> {
+        let Some(model) = self.model.as_ref() else { return Ok(()) };
+        for thread in threads {
+            let id = ThreadId::from(thread);
+            let core = machine
+                .has_thread(&id)
+                .then(|| (machine.cached_task(&id), machine.is_turn_active(&id)));
+            let predicted = model.thread_view(thread);
+            let (core, predicted) = match (core, predicted) {
+                (Some(c), Some(p)) => (c, p),
+                (None, None) => continue,
+                (None, Some(_)) => {
+                    return Err(format!("after {}: core has no thread {thread}", self.input))
+                }
+                (Some(_), None) => {
+                    return Err(format!(
+                        "after {}: core runs thread {thread} the model does not know",
+                        self.input
+                    ))
+                }
             };
-            if core_thread.0 != *thread {
-                return Err(format!(
-                    "after {}: core runs thread {core_thread}, the model {thread}",
-                    self.input
-                ));
-            }
-            let cached = machine.cached_task(core_thread);
-            let same = match (predicted, cached) {
+            let same = match (predicted.0, core.0) {
                 (None, None) => true,
                 (Some(p), Some(c)) => {
                     p.agent_runtime_id == c.agent_runtime_id
@@ -228,19 +287,23 @@ impl Oracle {
                 return Err(format!(
                     "after {}: thread {thread} should cache {}, core caches {}",
                     self.input,
-                    predicted.map_or("no task".to_owned(), task_text),
-                    cached.map_or("no task".to_owned(), |c| format!(
+                    predicted.0.map_or("no task".to_owned(), task_text),
+                    core.0.map_or("no task".to_owned(), |c| format!(
                         "{}/{} registered {}",
                         c.agent_runtime_id, c.task_id, c.registered_at
                     )),
                 ));
             }
-        }
-        if let Some(extra) = core_threads.next() {
-            return Err(format!(
-                "after {}: core runs thread {extra} the model does not know",
-                self.input
-            ));
+            if predicted.1 != core.1 {
+                let says =
+                    |active: bool| if active { "a turn running or queued" } else { "no turn" };
+                return Err(format!(
+                    "after {}: thread {thread} should have {}, core has {}",
+                    self.input,
+                    says(predicted.1),
+                    says(core.1)
+                ));
+            }
         }
         Ok(())
     }

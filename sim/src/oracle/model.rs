@@ -64,6 +64,8 @@ pub struct Model {
     /// Threads whose session start waits for an identity (rule 3).
     startup_waiters: BTreeSet<String>,
     threads: BTreeMap<String, Thread>,
+    /// Threads whose state changed since [`Model::take_touched`] last ran.
+    touched: BTreeSet<String>,
     /// The asserted runtime of each thread's model request in flight.
     model_requests: BTreeMap<String, (u32, Option<String>)>,
     out: Vec<Out>,
@@ -82,6 +84,7 @@ impl Model {
             registering: None,
             startup_waiters: BTreeSet::new(),
             threads: BTreeMap::new(),
+            touched: BTreeSet::new(),
             model_requests: BTreeMap::new(),
             out: Vec::new(),
         }
@@ -92,25 +95,32 @@ impl Model {
         std::mem::take(&mut self.out)
     }
 
-    /// What core's getters must report now.
+    /// What core's getters must report now (per thread: [`Model::thread_view`]).
     pub fn state(&self, now: Timestamp) -> State {
         State {
             policy: self.policy,
             workspace: self.workspace.clone(),
             identity: self.identity.as_ref().map(|i| i.agent_runtime_id.clone()),
             current: self.current(now),
-            turns_active: self
-                .threads
-                .iter()
-                .filter(|(_, t)| t.turn.is_some() || !t.queued.is_empty())
-                .map(|(name, _)| name.clone())
-                .collect(),
+            threads: self.threads.len(),
         }
     }
 
-    /// The threads of the process, in name order, with the task each caches.
-    pub fn cached(&self) -> impl Iterator<Item = (&String, Option<&Task>)> {
-        self.threads.iter().map(|(name, t)| (name, t.cached.as_ref()))
+    /// The threads of the process, in name order.
+    pub fn threads(&self) -> impl Iterator<Item = &String> {
+        self.threads.keys()
+    }
+
+    /// What core must report of one thread: its cached task and whether a turn is running or
+    /// queued. `None`: the process has no such thread.
+    pub fn thread_view(&self, thread: &str) -> Option<(Option<&Task>, bool)> {
+        let t = self.threads.get(thread)?;
+        Some((t.cached.as_ref(), t.turn.is_some() || !t.queued.is_empty()))
+    }
+
+    /// The threads whose state the inputs since the last call changed.
+    pub fn take_touched(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.touched)
     }
 
     // ---- inputs -------------------------------------------------------------------------
@@ -118,12 +128,14 @@ impl Model {
     /// A new thread (rules 1, 3 to 5).
     pub fn start(&mut self, now: Timestamp, thread: &str) {
         self.threads.insert(thread.to_owned(), Thread::default());
+        self.touched.insert(thread.to_owned());
         self.session_start(now, thread);
     }
 
     /// A thread resumes; `last` is its rollout's last `session_state` (rules 2, 13 to 15).
     pub fn resume(&mut self, now: Timestamp, thread: &str, last: Option<Option<Task>>) {
         self.threads.insert(thread.to_owned(), Thread::default());
+        self.touched.insert(thread.to_owned());
         if !self.policy.flag {
             return;
         }
@@ -140,6 +152,7 @@ impl Model {
     /// A thread forks; `last` is the copied rollout's last `session_state` (rule 16).
     pub fn fork(&mut self, now: Timestamp, thread: &str, last: Option<Option<Task>>) {
         self.threads.insert(thread.to_owned(), Thread::default());
+        self.touched.insert(thread.to_owned());
         if !self.policy.flag {
             return;
         }
@@ -580,6 +593,9 @@ impl Model {
     }
 
     fn thread(&mut self, thread: &str) -> &mut Thread {
+        if !self.touched.contains(thread) {
+            self.touched.insert(thread.to_owned());
+        }
         self.threads.get_mut(thread).expect("the model knows every thread core runs")
     }
 

@@ -2,7 +2,6 @@
 //! identity slot, requests, rollout lines, events and failure logs as the comparison sees them,
 //! and how a divergence report prints them.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use agentsim_core::{Failure, Timestamp};
@@ -153,8 +152,8 @@ pub struct State {
     pub identity: Option<String>,
     /// The runtime id usable now.
     pub current: Option<String>,
-    /// Threads with a turn running or queued.
-    pub turns_active: BTreeSet<String>,
+    /// How many threads the process runs.
+    pub threads: usize,
 }
 
 impl fmt::Display for Out {
