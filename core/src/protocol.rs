@@ -45,10 +45,6 @@ pub enum IdentityError {
     /// passed when they arrive, so no usable identity can be had.
     #[error("agent identity registered at {url} had already expired when it arrived")]
     AlreadyExpired { url: String },
-    /// **\[ours\]** The user's auth changed while the registration was in flight; its result was
-    /// for a workspace that is no longer current.
-    #[error("agent identity registration was abandoned because the signed-in workspace changed")]
-    AuthChanged,
 }
 
 /// Why task registration failed.

@@ -65,6 +65,32 @@ impl RolloutItem {
     }
 }
 
+/// The `session_state` item of rule 10: the thread's task, or `null` after a clear.
+pub fn session_state(task: Option<AgentTask>) -> RolloutItem {
+    RolloutItem::SessionState(task)
+}
+
+/// The `event_msg` a turn starts with: the user's message as the reference design logs it.
+pub fn user_message_event(text: &str) -> RolloutItem {
+    RolloutItem::EventMsg(
+        serde_json::json!({"type": "user_message", "message": text, "images": []}),
+    )
+}
+
+/// The `response_item` holding the user's input to the model.
+pub fn user_input_item(text: &str) -> RolloutItem {
+    RolloutItem::ResponseItem(serde_json::json!({
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]
+    }))
+}
+
+/// The `response_item` holding the model's answer.
+pub fn assistant_output_item(text: &str) -> RolloutItem {
+    RolloutItem::ResponseItem(serde_json::json!({
+        "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]
+    }))
+}
+
 #[derive(Serialize)]
 struct LineOut<'a> {
     timestamp: String,
@@ -210,6 +236,19 @@ mod tests {
             null.to_json(),
             r#"{"timestamp":"2026-04-18T14:02:12.004Z","type":"session_state","payload":{"agent_task":null}}"#
         );
+    }
+
+    #[test]
+    fn turn_lines_have_the_reference_shape() {
+        let lines: Vec<&str> = REFERENCE.lines().collect();
+        let line = |at: &str, item| {
+            RolloutLine { timestamp: Timestamp::parse_rfc3339(at).unwrap(), item }.to_json()
+        };
+        let question = "why does the build fail?";
+        let answer = "A missing feature flag in Cargo.toml.";
+        assert_eq!(line("2026-04-18T14:02:11.260Z", user_message_event(question)), lines[2]);
+        assert_eq!(line("2026-04-18T14:02:11.261Z", user_input_item(question)), lines[3]);
+        assert_eq!(line("2026-04-18T14:02:15.870Z", assistant_output_item(answer)), lines[5]);
     }
 
     #[test]

@@ -617,7 +617,11 @@ impl Harness {
     fn record(&mut self, command: Command) -> String {
         match command {
             Command::Send { id, request, timeout_ms } => {
-                assert_eq!(timeout_ms, limits::REQUEST_TIMEOUT_MS, "every call has a 15 s timeout");
+                assert_eq!(
+                    timeout_ms,
+                    limits::REQUEST_TIMEOUT_MS,
+                    "every call has the spec's timeout"
+                );
                 self.check_request(&request);
                 let what = describe_request(&request);
                 self.unanswered.push((id, request.clone()));
@@ -730,8 +734,8 @@ impl Harness {
             }
         }
         assert!(task_calls.values().all(|n| *n <= 1), "invariant 5: {task_calls:?}");
-        // Invariant 6: one ensure sends at most 2 task registrations, plus one after a 401
-        // identity_expired under reacquire.
+        // Invariant 6: one ensure sends at most `TASK_ATTEMPTS_MAX` task registrations, plus
+        // `REACQUIRE_RETRIES_MAX` after a 401 identity_expired under reacquire.
         let most = usize::from(limits::TASK_ATTEMPTS_MAX + limits::REACQUIRE_RETRIES_MAX);
         for (id, what) in &in_flight {
             if let InFlight::TaskRegister { ensure, .. } = what {
