@@ -1,9 +1,11 @@
 //! The backend model's own tests: the protocol, its checks, faults and records.
 
+use super::faults::expected_field;
 use super::*;
 use agentsim_core::wire::{
-    request_id, task_register_path, Abom, IdentityKey, BISCUIT_PATH, IDENTITY_REGISTER_PATH,
-    MODEL_PATH,
+    request_id, task_register_path, Abom, IdentityKey, IdentityRegistrationRequest, Method,
+    TaskRegistrationRequest, TaskRegistrationResponse, BISCUIT_PATH, BISCUIT_REQUEST_HEADER,
+    BISCUIT_RESPONSE_HEADER, IDENTITY_REGISTER_PATH, MODEL_PATH,
 };
 
 const BASE: &str = "http://backend.invalid";

@@ -24,6 +24,8 @@ mod lex;
 mod parse;
 mod print;
 
+pub use parse::step_names;
+
 /// One parsed scenario file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scenario {

@@ -2,16 +2,60 @@
 //! <other>`, `damage <thread> <kind>` and `on <endpoint> <moment> <world step>`. Same checks and
 //! the same `line:column` messages as every other step.
 
-use super::{auth, duration, endpoint, thread_name, Cursor, Parser};
+use super::cursor::Cursor;
+use super::options::auth;
+use super::values::{duration, endpoint, thread_name};
+use super::{either, find, names, usages, Keyword, Parser, Usage};
 use crate::damage::DamageKind;
 use crate::scenario::lex::{Problem, Token};
 use crate::scenario::{Moment, ResumeSource, Step, WorldStep};
 
-pub(super) const DAMAGE_USAGE: &str = "damage <thread> <kind>, where <kind> is one of \
-     empty_payload, duplicate_state, reorder_states, crlf, torn_middle, unknown_type, \
-     garbage_line, stale_runtime, foreign_task, empty_task_id";
-pub(super) const ON_USAGE: &str = "on <endpoint> before|sent|answered rotate_identity | \
-     expire_identity | revoke_identity | auth <auth>";
+use Usage::Fixed;
+
+/// Reads a world step after its keyword.
+type WorldParser = fn(&mut Cursor<'_>) -> Result<WorldStep, Problem>;
+
+/// What an `on` arm changes in the world when it fires.
+const WORLD_STEPS: &[Keyword<WorldParser>] = &[
+    Keyword {
+        name: "rotate_identity",
+        usage: Fixed("rotate_identity"),
+        parse: |_| Ok(WorldStep::RotateIdentity),
+    },
+    Keyword {
+        name: "expire_identity",
+        usage: Fixed("expire_identity"),
+        parse: |_| Ok(WorldStep::ExpireIdentity),
+    },
+    Keyword {
+        name: "revoke_identity",
+        usage: Fixed("revoke_identity"),
+        parse: |_| Ok(WorldStep::RevokeIdentity),
+    },
+    Keyword {
+        name: "auth",
+        usage: Fixed("auth <auth>"),
+        parse: |cursor| Ok(WorldStep::Auth(auth(cursor)?)),
+    },
+];
+
+fn damage_kinds() -> Vec<&'static str> {
+    DamageKind::ALL.iter().map(|k| k.name()).collect()
+}
+
+fn moments() -> Vec<&'static str> {
+    Moment::ALL.iter().map(|m| m.name()).collect()
+}
+
+/// The usage of `damage`, with every damage kind.
+pub(super) fn damage_usage() -> String {
+    format!("damage <thread> <kind>, where <kind> is one of {}", damage_kinds().join(", "))
+}
+
+/// The usage of `on`, with every moment and world step.
+pub(super) fn on_usage() -> String {
+    format!("on <endpoint> {} {}", moments().join("|"), usages(WORLD_STEPS).join(" | "))
+}
 
 impl Parser {
     /// `advance <duration>` or `advance to_expiry [<signed duration>]`.
@@ -54,13 +98,12 @@ impl Parser {
         let thread = self.existing_thread(cursor.word("a thread name")?)?;
         let token = cursor.word("a damage kind")?;
         let kind = DamageKind::from_name(&token.text).ok_or_else(|| {
-            let names: Vec<&str> = DamageKind::ALL.iter().map(|k| k.name()).collect();
             Problem::new(
                 token.column,
                 format!(
                     "unknown damage kind {:?}: expected one of {}",
                     token.text,
-                    names.join(", ")
+                    damage_kinds().join(", ")
                 ),
             )
         })?;
@@ -70,33 +113,30 @@ impl Parser {
     /// `on <endpoint> <moment> <world step>`.
     pub(super) fn on(&mut self, cursor: &mut Cursor<'_>) -> Result<Step, Problem> {
         let endpoint = endpoint(cursor.word("an endpoint")?)?;
-        let token = cursor.word("a moment (before, sent or answered)")?;
+        let token = cursor.word(&format!("a moment ({})", either(&moments())))?;
         let moment =
             Moment::ALL.into_iter().find(|m| token.is_word(m.name())).ok_or_else(|| {
                 Problem::new(
                     token.column,
                     format!(
-                        "unknown moment {}: expected one of before, sent, answered",
-                        token.describe()
+                        "unknown moment {}: expected one of {}",
+                        token.describe(),
+                        moments().join(", ")
                     ),
                 )
             })?;
         let token = cursor.word("a world step")?;
-        let world = match token.text.as_str() {
-            "rotate_identity" => WorldStep::RotateIdentity,
-            "expire_identity" => WorldStep::ExpireIdentity,
-            "revoke_identity" => WorldStep::RevokeIdentity,
-            "auth" => WorldStep::Auth(auth(cursor)?),
-            other => {
-                return Err(Problem::new(
-                    token.column,
-                    format!(
-                        "unknown world step {other:?}: expected one of rotate_identity, \
-                         expire_identity, revoke_identity, auth"
-                    ),
-                ))
-            }
+        let Some(world) = find(WORLD_STEPS, &token.text) else {
+            return Err(Problem::new(
+                token.column,
+                format!(
+                    "unknown world step {:?}: expected one of {}",
+                    token.text,
+                    names(WORLD_STEPS).join(", ")
+                ),
+            ));
         };
+        let world = (world.parse)(cursor)?;
         Ok(Step::On { endpoint, moment, world })
     }
 }
