@@ -73,19 +73,51 @@ pub const SCALING_THREADS: [usize; 5] = [1_000, 2_000, 4_000, 8_000, 16_000];
 /// Turns per thread in the scaling figures: 10,000 to 160,000 turns in all.
 pub const TURNS_PER_THREAD: usize = 10;
 
-/// Runs every measurement; `scale` multiplies the work (1 = the default, a few seconds).
+/// A group of figures, to measure only some (`sim bench --only turns`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Group {
+    /// Simulated turns/s of one warm thread, memory transport.
+    Turns,
+    /// Backend requests/s over HTTP.
+    Http,
+    /// Cost per thread-turn from 1,000 to 16,000 threads.
+    Scaling,
+    /// The cost of each scenario run.
+    Scenarios,
+}
+
+/// Runs the measurements of `groups` (all when empty); `scale` multiplies the work of the turns,
+/// HTTP and scenario figures (1 = the default).
 pub fn measure(
     scenarios_dir: &Path,
     scale: usize,
+    groups: &[Group],
     mut progress: impl FnMut(&Figure),
 ) -> anyhow::Result<Vec<Figure>> {
+    let wanted = |group: Group| groups.is_empty() || groups.contains(&group);
     let mut figures = Vec::new();
     let mut push = |figure: Figure| {
         progress(&figure);
         figures.push(figure);
     };
 
-    let turns = 5_000 * scale;
+    if wanted(Group::Turns) {
+        turns_figures(5_000 * scale, &mut push)?;
+    }
+    if wanted(Group::Http) {
+        http_figure(1_500 * scale, &mut push)?;
+    }
+    if wanted(Group::Scaling) {
+        scaling(&mut push)?;
+    }
+    if wanted(Group::Scenarios) {
+        scenario_figures(scenarios_dir, scale, &mut push)?;
+    }
+    Ok(figures)
+}
+
+fn turns_figures(turns: usize, push: &mut impl FnMut(Figure)) -> anyhow::Result<()> {
+    push(crypto_floor(turns));
     let bench = turns_scenario(turns);
     for (timeline, label) in
         [(false, "timeline off (as `sim fuzz`)"), (true, "timeline on (as `sim scenario`)")]
@@ -102,7 +134,10 @@ pub fn measure(
         });
     }
 
-    let http_turns = 1_500 * scale;
+    Ok(())
+}
+
+fn http_figure(http_turns: usize, push: &mut impl FnMut(Figure)) -> anyhow::Result<()> {
     let bench = turns_scenario(http_turns);
     let options =
         RunOptions { transport: TransportKind::Http, timeline: false, ..RunOptions::default() };
@@ -116,8 +151,14 @@ pub fn measure(
         target: Some((">=", 5_000.0)),
     });
 
-    scaling(&mut push)?;
+    Ok(())
+}
 
+fn scenario_figures(
+    scenarios_dir: &Path,
+    scale: usize,
+    push: &mut impl FnMut(Figure),
+) -> anyhow::Result<()> {
     let files = crate::catalog::files_in(scenarios_dir)?;
     let mut total = Duration::ZERO;
     let mut count = 0u32;
@@ -154,7 +195,33 @@ pub fn measure(
             target: None,
         });
     }
-    Ok(figures)
+    Ok(())
+}
+
+/// The crypto a turn cannot avoid, alone: the client signs its assertion, the backend verifies
+/// it. Its rate is the ceiling of the turns/s figures: what is left is the harness's own cost.
+fn crypto_floor(turns: usize) -> Figure {
+    use agentsim_core::wire::{self, AgentAssertion, IdentityKey};
+    let key = IdentityKey::from_seed([7; 32]);
+    let public = wire::parse_ssh_public_key(&key.ssh_public_key()).expect("our own key parses");
+    let start = Instant::now();
+    for i in 0..turns {
+        let timestamp = format!("2026-01-01T00:00:{:02}Z", i % 60);
+        let message = format!("runtime:task-{i}:{timestamp}");
+        let assertion = AgentAssertion {
+            agent_runtime_id: "runtime".to_owned(),
+            signature: key.sign_base64(&message),
+            task_id: format!("task-{i}"),
+            timestamp,
+        };
+        assert!(wire::verify_assertion(&public, &assertion).is_ok(), "our own signature verifies");
+    }
+    Figure {
+        name: "ceiling: sign + verify one assertion (the crypto of a turn, alone)".into(),
+        value: turns as f64 / start.elapsed().as_secs_f64(),
+        unit: "turns/s",
+        target: None,
+    }
 }
 
 /// How the cost grows with the number of threads: a thread-turn must cost the same whether 1,000

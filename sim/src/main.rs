@@ -28,6 +28,9 @@ enum Cmd {
         /// The scenarios folder (every scenario's run cost is measured).
         #[arg(long, default_value_os_t = default_scenarios_dir())]
         scenarios: PathBuf,
+        /// Measure only these groups of figures (repeatable; default: all).
+        #[arg(long, value_enum)]
+        only: Vec<sim::bench::Group>,
     },
     /// Fuzz the lifecycle with generated scenarios; shrink and write the first failure (exit 1).
     Fuzz(sim::fuzz::FuzzArgs),
@@ -102,7 +105,7 @@ fn main() -> ExitCode {
         Cmd::Scenario(args) => run_scenario(&args),
         Cmd::List { scenarios } => list(&scenarios),
         Cmd::Fuzz(args) => fuzz(&args),
-        Cmd::Bench { scale, scenarios } => bench(&scenarios, scale),
+        Cmd::Bench { scale, scenarios, only } => bench(&scenarios, scale, &only),
     };
     match result {
         Ok(code) => code,
@@ -122,11 +125,11 @@ fn fuzz(args: &sim::fuzz::FuzzArgs) -> anyhow::Result<ExitCode> {
     sim::fuzz::campaign::run(args)
 }
 
-fn bench(dir: &Path, scale: usize) -> anyhow::Result<ExitCode> {
+fn bench(dir: &Path, scale: usize, only: &[sim::bench::Group]) -> anyhow::Result<ExitCode> {
     if cfg!(debug_assertions) {
         println!("note: a debug build; use `cargo run --release -p sim -- bench` for real figures");
     }
-    sim::bench::measure(dir, scale.max(1), |figure| println!("{figure}"))?;
+    sim::bench::measure(dir, scale.max(1), only, |figure| println!("{figure}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -146,47 +146,35 @@ impl Oracle {
             return Ok(());
         }
         let Some(model) = self.model.as_mut() else { return Ok(()) };
-        let predicted = streams(model.take_out());
+        let predicted = model.take_out();
         let model_touched = model.take_touched();
-        let observed: Vec<(Out, Option<RequestId>)> = commands
-            .iter()
-            .filter_map(|c| {
-                let id = match c {
-                    Command::Send { id, .. } => Some(*id),
-                    _ => None,
-                };
-                observe::observe(c, machine).map(|out| (out, id))
-            })
-            .collect();
+        let mut observed = Vec::new();
         let mut sent = Vec::new();
-        for (out, id) in &observed {
-            if let (Out::Send(request), Some(id)) = (out, id) {
+        for command in commands {
+            let Some(out) = observe::observe(command, machine) else { continue };
+            if let (Out::Send(request), Command::Send { id, .. }) = (&out, command) {
                 if let Some(pend) = pend_of(request) {
                     self.bound.insert(*id, pend);
                     sent.push(*id);
                 }
             }
+            observed.push(out);
         }
-        let observed = streams(observed.into_iter().map(|(out, _)| out).collect());
-        let keys: BTreeSet<&(String, String)> = predicted.keys().chain(observed.keys()).collect();
-        for key in keys {
-            let (p, o) = (predicted.get(key), observed.get(key));
-            if p != o {
-                return Err(format!(
-                    "after {}: {} {}: the reference model predicts {}, core did {}",
-                    self.input,
-                    key.1,
-                    key.0,
-                    list(p),
-                    list(o)
-                ));
-            }
+        if let Some((key, p, o)) = first_difference(&predicted, &observed) {
+            return Err(format!(
+                "after {}: {} {}: the reference model predicts {}, core did {}",
+                self.input,
+                key.1,
+                key.0,
+                list(&p),
+                list(&o)
+            ));
         }
         let threads: BTreeSet<&str> = touched
             .iter()
             .map(|t| t.0.as_str())
             .chain(model_touched.iter().map(String::as_str))
-            .chain(predicted.keys().map(|k| k.0.as_str()).filter(|t| *t != "-"))
+            .chain(predicted.iter().map(|out| stream_key(out).0).filter(|t| *t != "-"))
             .collect();
         self.compare_threads(machine, threads.into_iter())?;
         self.compare_state(now, state)?;
@@ -321,47 +309,66 @@ fn pend_of(request: &Request) -> Option<Pend> {
     })
 }
 
-/// Splits commands into ordered streams keyed by (thread or `-`, stream name).
-fn streams(outs: Vec<Out>) -> BTreeMap<(String, String), Vec<Out>> {
-    let mut map: BTreeMap<(String, String), Vec<Out>> = BTreeMap::new();
-    for out in outs {
-        let key = match &out {
-            Out::Send(request) => {
-                let thread = match request {
-                    Request::TaskBiscuit { thread }
-                    | Request::TaskRegister { thread, .. }
-                    | Request::Model { thread, .. } => thread.clone(),
-                    Request::IdentityBiscuit
-                    | Request::IdentityRegister
-                    | Request::Unknown { .. } => "-".to_owned(),
-                };
-                (thread, "requests")
-            }
-            Out::Append { thread, .. } => (thread.clone(), "rollout lines"),
-            Out::Emit { thread, .. } => (thread.clone(), "events"),
-            Out::StoreIdentity(_) | Out::DeleteIdentity => ("-".to_owned(), "auth store writes"),
-            Out::FailureLog { thread, .. } => {
-                (thread.clone().unwrap_or_else(|| "-".to_owned()), "failure logs")
-            }
-        };
-        map.entry((key.0, key.1.to_owned())).or_default().push(out);
+/// The stream a command belongs to: (thread or `-`, stream name).
+fn stream_key(out: &Out) -> (&str, &'static str) {
+    match out {
+        Out::Send(request) => {
+            let thread = match request {
+                Request::TaskBiscuit { thread }
+                | Request::TaskRegister { thread, .. }
+                | Request::Model { thread, .. } => thread.as_str(),
+                Request::IdentityBiscuit | Request::IdentityRegister | Request::Unknown { .. } => {
+                    "-"
+                }
+            };
+            (thread, "requests")
+        }
+        Out::Append { thread, .. } => (thread, "rollout lines"),
+        Out::Emit { thread, .. } => (thread, "events"),
+        Out::StoreIdentity(_) | Out::DeleteIdentity => ("-", "auth store writes"),
+        Out::FailureLog { thread, .. } => (thread.as_deref().unwrap_or("-"), "failure logs"),
     }
-    map
 }
 
-fn list(outs: Option<&Vec<Out>>) -> String {
-    match outs {
-        None => "nothing".to_owned(),
-        Some(outs) => {
-            let mut text = String::from("[");
-            for (i, out) in outs.iter().enumerate() {
-                let sep = if i == 0 { "" } else { ", " };
-                let _ = write!(text, "{sep}{out}");
-            }
-            text.push(']');
-            text
-        }
+/// The commands in stream order: a stable sort, so each stream keeps its own order. Two lists
+/// with equal streams are equal in this order.
+fn by_stream(outs: &[Out]) -> Vec<&Out> {
+    let mut sorted: Vec<&Out> = outs.iter().collect();
+    sorted.sort_by(|a, b| stream_key(a).cmp(&stream_key(b)));
+    sorted
+}
+
+/// The first stream on which two command lists differ: (its key, predicted, observed).
+fn first_difference<'o>(
+    predicted: &'o [Out],
+    observed: &'o [Out],
+) -> Option<((&'o str, &'static str), Vec<&'o Out>, Vec<&'o Out>)> {
+    let (p, o) = (by_stream(predicted), by_stream(observed));
+    if p == o {
+        return None;
     }
+    let keys: BTreeSet<(&str, &'static str)> =
+        p.iter().chain(o.iter()).map(|out| stream_key(out)).collect();
+    keys.into_iter().find_map(|key| {
+        let of = |list: &[&'o Out]| -> Vec<&'o Out> {
+            list.iter().copied().filter(|out| stream_key(out) == key).collect()
+        };
+        let (ps, os) = (of(&p), of(&o));
+        (ps != os).then_some((key, ps, os))
+    })
+}
+
+fn list(outs: &[&Out]) -> String {
+    if outs.is_empty() {
+        return "nothing".to_owned();
+    }
+    let mut text = String::from("[");
+    for (i, out) in outs.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(text, "{sep}{out}");
+    }
+    text.push(']');
+    text
 }
 
 fn task_text(task: &Task) -> String {
