@@ -338,11 +338,11 @@ fn by_stream(outs: &[Out]) -> Vec<&Out> {
     sorted
 }
 
-/// The first stream on which two command lists differ: (its key, predicted, observed).
-fn first_difference<'o>(
-    predicted: &'o [Out],
-    observed: &'o [Out],
-) -> Option<((&'o str, &'static str), Vec<&'o Out>, Vec<&'o Out>)> {
+/// A stream's key (thread or `-`, stream name) with its predicted and observed commands.
+type StreamDiff<'o> = ((&'o str, &'static str), Vec<&'o Out>, Vec<&'o Out>);
+
+/// The first stream on which two command lists differ.
+fn first_difference<'o>(predicted: &'o [Out], observed: &'o [Out]) -> Option<StreamDiff<'o>> {
     let (p, o) = (by_stream(predicted), by_stream(observed));
     if p == o {
         return None;
