@@ -1,61 +1,96 @@
-//! The regression gate: every scenario in `scenarios/` runs, passes, and matches its snapshot in
-//! `snapshots/`; runs are deterministic and the two transports agree; the canary proves the gate
-//! can go red.
+//! The regression gate, one test per scenario and check, so a filter runs one scenario
+//! (`cargo test -p agentsim-tests --test gate -- cold_start`, or nextest's
+//! `-E 'test(cold_start)'`), a CI report lists each scenario, and one red scenario hides no other:
+//! - `<scenario>::snapshot`: the scenario passes and matches its snapshot in `snapshots/`;
+//! - `<scenario>::agree`: two runs are identical and the memory and HTTP transports agree;
+//! - `gate::*`: snapshots without a scenario, the canary can go red, marks are required.
 //!
-//! Update snapshots on purpose with `cargo insta review` (or `INSTA_UPDATE=always cargo test
-//! --test gate`), then read the diff. CI never writes snapshots.
+//! A new or changed snapshot is written as `snapshots/<name>.snap.new` (review it with
+//! `cargo insta review`, or read it and rename it); `INSTA_UPDATE=always cargo test -p
+//! agentsim-tests --test gate` writes it in place in one run. CI never writes snapshots.
+
+use std::process::ExitCode;
 
 use agentsim_tests::{all_scenarios, first_difference, is_canary, root, run};
+use libtest_mimic::{Arguments, Failed, Trial};
+use sim::scenario::Scenario;
 use sim::TransportKind;
 
-#[test]
-fn every_scenario_passes_and_matches_its_snapshot() {
-    let mut failures = Vec::new();
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let mut trials = Vec::new();
     for scenario in all_scenarios() {
-        let report = run(&scenario, TransportKind::Memory);
-        if !report.passed() {
-            let details: Vec<String> =
-                report.failed_expectations.iter().map(|f| format!("    {f}")).collect();
-            failures.push(format!(
-                "{}: {}\n{}\n    replay: cargo run -p sim -- scenario {}",
-                scenario.name,
-                report.verdict(),
-                details.join("\n"),
-                scenario.name
-            ));
-        }
-        let snapshot = report.snapshot();
         let name = scenario.name.clone();
-        let outcome = std::panic::catch_unwind(|| {
-            let mut settings = insta::Settings::clone_current();
-            settings.set_snapshot_path(root().join("snapshots"));
-            settings.set_prepend_module_to_snapshot(false);
-            settings.set_omit_expression(true);
-            settings.set_description(format!("cargo run -p sim -- scenario {name}"));
-            settings.bind(|| insta::assert_snapshot!(name.as_str(), snapshot));
-        });
-        if outcome.is_err() {
-            failures.push(format!(
-                "{}: the snapshot changed (diff above; review with `cargo insta review`)",
-                scenario.name
-            ));
-        }
+        let copy = scenario.clone();
+        trials.push(Trial::test(format!("{name}::snapshot"), move || snapshot(&copy)));
+        trials.push(Trial::test(format!("{name}::agree"), move || agree(&scenario)));
     }
-    assert!(
-        failures.is_empty(),
-        "{} scenario(s) failed the gate:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    trials.push(Trial::test("gate::every_snapshot_has_a_scenario", every_snapshot_has_a_scenario));
+    trials.push(Trial::test("gate::the_canary_fails_so_the_gate_can_go_red", canary));
+    trials.push(Trial::test("gate::most_coverage_marks_are_required_by_some_scenario", marks));
+    libtest_mimic::run(&args, trials).exit_code()
 }
 
-#[test]
-fn every_snapshot_has_a_scenario() {
+/// The scenario passes and its snapshot matches (insta writes a new one as `.snap.new`, or in
+/// place under `INSTA_UPDATE=always`).
+fn snapshot(scenario: &Scenario) -> Result<(), Failed> {
+    let report = run(scenario, TransportKind::Memory);
+    let name = scenario.name.as_str();
+    let mut failures = Vec::new();
+    if !report.passed() {
+        let details: Vec<String> =
+            report.failed_expectations.iter().map(|f| format!("    {f}")).collect();
+        failures.push(format!(
+            "{name}: {}\n{}\n    replay: cargo run -p sim -- scenario {name}",
+            report.verdict(),
+            details.join("\n"),
+        ));
+    }
+    let text = report.snapshot();
+    let matched = std::panic::catch_unwind(|| {
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(root().join("snapshots"));
+        settings.set_prepend_module_to_snapshot(false);
+        settings.set_omit_expression(true);
+        settings.set_description(format!("cargo run -p sim -- scenario {name}"));
+        settings.bind(|| insta::assert_snapshot!(name, text));
+    });
+    if matched.is_err() {
+        let exists = root().join("snapshots").join(format!("{name}.snap")).exists();
+        failures.push(if exists {
+            format!("{name}: the snapshot changed (diff above); review snapshots/{name}.snap.new with `cargo insta review`, or accept it with INSTA_UPDATE=always")
+        } else {
+            format!("{name}: no snapshot yet; record it with `INSTA_UPDATE=always cargo test -p agentsim-tests --test gate -- {name}` and read snapshots/{name}.snap")
+        });
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n").into())
+    }
+}
+
+/// Two runs of the scenario's seed are identical, and the HTTP transport gives the same bytes
+/// as the memory transport.
+fn agree(scenario: &Scenario) -> Result<(), Failed> {
+    let first = run(scenario, TransportKind::Memory).snapshot();
+    let second = run(scenario, TransportKind::Memory).snapshot();
+    if let Some(diff) = first_difference(&first, &second) {
+        return Err(format!("two runs of seed {:?} differ at {diff}", scenario.config.seed).into());
+    }
+    let http = run(scenario, TransportKind::Http).snapshot();
+    if let Some(diff) = first_difference(&first, &http) {
+        return Err(format!("memory and http transports differ at {diff}").into());
+    }
+    Ok(())
+}
+
+fn every_snapshot_has_a_scenario() -> Result<(), Failed> {
     let names: Vec<String> = all_scenarios().into_iter().map(|s| s.name).collect();
     let dir = root().join("snapshots");
     let mut orphans = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("snapshots/ exists") {
-        let path = entry.expect("readable").path();
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
         let file = path.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_owned();
         if let Some(stem) = file.strip_suffix(".snap") {
             if !names.iter().any(|n| n == stem) {
@@ -63,65 +98,41 @@ fn every_snapshot_has_a_scenario() {
             }
         }
     }
-    assert!(
-        orphans.is_empty(),
-        "snapshots without a scenario (delete them or restore the scenario): {orphans:?}"
-    );
-}
-
-#[test]
-fn every_scenario_has_a_snapshot() {
-    let missing: Vec<String> = all_scenarios()
-        .into_iter()
-        .filter(|s| !root().join("snapshots").join(format!("{}.snap", s.name)).exists())
-        .map(|s| s.name)
-        .collect();
-    assert!(missing.is_empty(), "scenarios without a snapshot (run `INSTA_UPDATE=always cargo test --test gate` and review): {missing:?}");
-}
-
-#[test]
-fn runs_are_deterministic_and_both_transports_agree() {
-    for scenario in all_scenarios() {
-        let first = run(&scenario, TransportKind::Memory).snapshot();
-        let second = run(&scenario, TransportKind::Memory).snapshot();
-        if let Some(diff) = first_difference(&first, &second) {
-            panic!(
-                "{}: two runs of seed {:?} differ at {diff}",
-                scenario.name, scenario.config.seed
-            );
-        }
-        let http = run(&scenario, TransportKind::Http).snapshot();
-        if let Some(diff) = first_difference(&first, &http) {
-            panic!("{}: memory and http transports differ at {diff}", scenario.name);
-        }
+    if orphans.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "snapshots without a scenario (delete them or restore the scenario): {orphans:?}"
+        )
+        .into())
     }
 }
 
-#[test]
-fn the_canary_fails_so_the_gate_can_go_red() {
+fn canary() -> Result<(), Failed> {
     let canaries: Vec<_> = all_scenarios().into_iter().filter(is_canary).collect();
-    assert!(
-        !canaries.is_empty(),
-        "no canary scenario (one with `expect fail`): nothing proves the gate can fail"
-    );
+    if canaries.is_empty() {
+        return Err(
+            "no canary scenario (one with `expect fail`): nothing proves the gate can fail".into(),
+        );
+    }
     for canary in canaries {
         let report = run(&canary, TransportKind::Memory);
-        assert!(
-            !report.failed_expectations.is_empty(),
-            "canary {} passed all its expectations",
-            canary.name
-        );
-        assert!(
-            report.passed(),
-            "canary {} is not reported as an expected failure: {}",
-            canary.name,
-            report.verdict()
-        );
+        if report.failed_expectations.is_empty() {
+            return Err(format!("canary {} passed all its expectations", canary.name).into());
+        }
+        if !report.passed() {
+            return Err(format!(
+                "canary {} is not reported as an expected failure: {}",
+                canary.name,
+                report.verdict()
+            )
+            .into());
+        }
     }
+    Ok(())
 }
 
-#[test]
-fn most_coverage_marks_are_required_by_some_scenario() {
+fn marks() -> Result<(), Failed> {
     // Each scenario's `expect mark` lines already fail it when a mark is no longer hit; this test
     // says which marks no scenario requires, so a new code path without a scenario is visible.
     let mut required = std::collections::BTreeSet::new();
@@ -135,8 +146,9 @@ fn most_coverage_marks_are_required_by_some_scenario() {
     let unrequired: Vec<&str> =
         agentsim_core::marks::ALL.iter().copied().filter(|m| !required.contains(*m)).collect();
     // Not every mark needs a scripted scenario (some are reached only by fuzzing), but most must.
-    assert!(
-        unrequired.len() * 3 <= agentsim_core::marks::ALL.len(),
-        "most coverage marks are required by no scenario: {unrequired:?}"
-    );
+    if unrequired.len() * 3 <= agentsim_core::marks::ALL.len() {
+        Ok(())
+    } else {
+        Err(format!("most coverage marks are required by no scenario: {unrequired:?}").into())
+    }
 }
