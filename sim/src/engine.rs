@@ -14,7 +14,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::RngCore as _;
 
 use crate::backend::{Backend, BackendConfig};
-use crate::check::{Checker, Invariant};
+use crate::check::{Checker, Invariant, Observation};
 use crate::fault::{Endpoint, FaultKind, FaultPlan, FaultRule};
 use crate::judge::Judge;
 use crate::oracle::{self, Input, Oracle, Seen};
@@ -216,6 +216,7 @@ impl Sim {
             }
             self.step_line = step.line;
             self.step_index = index + 1;
+            self.checker.observe(Observation::Step { index: self.step_index });
             self.tally.note(
                 self.now,
                 self.start,
@@ -269,12 +270,12 @@ impl Sim {
                 self.live_machine()?;
                 self.write_rollout(child, &bytes)?;
                 let now = self.now;
-                self.checker.after_fork(&ThreadId(child.clone()), &bytes);
                 self.oracle.feed(now, Input::Fork(child, &bytes));
                 let writes_null = self.config.use_agent_identity && self.config.persist_task;
                 self.judge.forked(&ThreadId(child.clone()), &bytes, writes_null);
                 let scan = self.machine_mut().fork_thread(now, ThreadId(child.clone()), &bytes);
-                self.checker.scan_agrees(&ThreadId(child.clone()), &bytes, &scan, self.step_index);
+                let thread = &ThreadId(child.clone());
+                self.checker.observe(Observation::Forked { thread, bytes: &bytes, scan: &scan });
                 self.tally.note(
                     self.now,
                     self.start,
@@ -291,7 +292,7 @@ impl Sim {
                 let turn = TurnId(self.next_turn);
                 self.next_turn += 1;
                 let now = self.now;
-                self.checker.turn_submitted(&id, turn);
+                self.checker.observe(Observation::TurnSubmitted { thread: &id, turn });
                 self.oracle.feed(now, Input::Turn(thread, turn.0));
                 self.judge.submitted(&id, turn);
                 self.machine_mut().submit_turn(now, &id, turn, text);
@@ -456,15 +457,14 @@ impl Sim {
         self.hold_deferred = true;
         let commands = self.drain(None);
         self.hold_deferred = false;
-        self.checker.scan_agrees(&id, &bytes, &scan, self.step_index);
-        self.checker.after_resume(
-            &id,
-            &bytes,
-            current.as_deref(),
-            restored.as_ref(),
-            &commands,
-            self.step_index,
-        );
+        self.checker.observe(Observation::Resumed {
+            thread: &id,
+            bytes: &bytes,
+            scan: &scan,
+            current: current.as_deref(),
+            restored: restored.as_ref(),
+            commands: &commands,
+        });
         self.feed_deferred();
         Ok(())
     }
@@ -620,12 +620,12 @@ impl Sim {
         if let Some(v) = self.judge.violation.take() {
             self.checker.violate(v.invariant, v.step, v.message);
         }
-        let answered = cause.as_ref().map(|(_, id)| *id);
-        self.checker.track_in_flight(machine, &done, answered, self.step_index);
-        if let Some((what, _)) = &cause {
-            self.checker.after_delivery(what.as_ref(), &touched, machine, &done, self.step_index);
-        }
-        self.checker.after_event(machine, &touched);
+        self.checker.observe(Observation::Drained {
+            machine,
+            commands: &done,
+            touched: &touched,
+            answered: cause.as_ref().map(|(what, id)| (what.as_ref(), *id)),
+        });
         self.feed_deferred();
         done
     }
@@ -649,13 +649,12 @@ impl Sim {
                 }
                 let backend = self.backend.lock().expect("backend lock");
                 let current = self.judged_current_runtime(&backend);
-                self.checker.before_append(
-                    current.as_deref(),
-                    &backend,
+                self.checker.observe(Observation::Append {
+                    current: current.as_deref(),
+                    backend: &backend,
                     thread,
-                    &line.item,
-                    self.step_index,
-                );
+                    item: &line.item,
+                });
                 if let agentsim_core::RolloutItem::SessionState(Some(task)) = &line.item {
                     self.judge.appended_task(thread, task, self.step_index);
                 }
@@ -665,12 +664,12 @@ impl Sim {
                 self.tally.append(now, self.start, thread, &line.item);
             }
             Command::Emit(event) => {
-                self.checker.on_event(event, self.step_index);
+                self.checker.observe(Observation::Event(event));
                 self.judge.event(event, self.step_index);
                 self.tally.event(now, self.start, event);
             }
             Command::StoreIdentity(stored) => {
-                self.checker.secrets.push(stored.private_key.clone());
+                self.checker.observe(Observation::Secret(&stored.private_key));
                 self.tally.note(
                     now,
                     self.start,
@@ -708,7 +707,7 @@ impl Sim {
             None => None,
         };
         let latency = seed::uniform(&mut self.latency_rng, self.latency_ms.0, self.latency_ms.1);
-        self.checker.before_send(request, endpoint, &what, self.step_index);
+        self.checker.observe(Observation::Send { request, endpoint, what: what.as_ref() });
         if let Some(InFlight::Model(thread, turn)) = &what {
             self.judge_model_request(thread, *turn, request);
         }
@@ -773,7 +772,7 @@ impl Sim {
                     response.status,
                     crate::report::response_summary(endpoint, &response)
                 );
-                self.checker.secrets_from_response(&response);
+                self.checker.observe(Observation::Response(&response));
                 let endpoint = endpoint.unwrap_or(Endpoint::Model);
                 let seen = oracle::classify(endpoint, fault.as_ref(), answer.as_ref());
                 (at, Scheduled::Deliver { generation, id, endpoint, response, number, seen }, text)
@@ -828,7 +827,7 @@ impl Sim {
         );
         self.process = Some(Process { machine, generation: self.generation });
         self.oracle.process_started(&self.config, &self.auth, self.auth_store.as_ref());
-        self.checker.process_started(self.generation);
+        self.checker.observe(Observation::ProcessStarted { generation: self.generation });
         self.tally.note(
             self.now,
             self.start,
@@ -856,11 +855,11 @@ impl Sim {
             self.config.persist_task = persist;
         }
         let c = &self.config;
-        self.checker.set_policies(
-            c.use_agent_identity,
-            c.persist_task,
-            c.expiry == ExpiryPolicy::Reacquire,
-        );
+        self.checker.observe(Observation::Policies {
+            flag: c.use_agent_identity,
+            persist_task: c.persist_task,
+            reacquire: c.expiry == ExpiryPolicy::Reacquire,
+        });
         let text = format!(
             "config for the next process: flag={} expiry={} persist_task={}",
             if c.use_agent_identity { "on" } else { "off" },
@@ -907,7 +906,7 @@ impl Sim {
                         let token = format!("at-{}", seed::hex(&mut rng, 24));
                         self.backend.lock().expect("backend lock").add_account(account, &token);
                         self.tokens.insert(account.clone(), token.clone());
-                        self.checker.secrets.push(token.clone());
+                        self.checker.observe(Observation::Secret(&token));
                         token
                     }
                 };
@@ -937,7 +936,7 @@ impl Sim {
             registered_at: self.now,
             expires_at: response.expires_at.and_then(|t| Timestamp::parse_rfc3339(&t).ok()),
         };
-        self.checker.secrets.push(stored.private_key.clone());
+        self.checker.observe(Observation::Secret(&stored.private_key));
         self.tally.note(
             self.now,
             self.start,
@@ -972,7 +971,8 @@ impl Sim {
             };
             let every = (p.machine.thread_count() / AUDIT_THREADS_PER_STEP).max(1);
             let audit = at_end || self.step_index % every == 0;
-            self.checker.quiescent(&p.machine, current.as_deref(), audit, self.step_index);
+            let (machine, current) = (&p.machine, current.as_deref());
+            self.checker.observe(Observation::Quiescent { machine, current, all: audit });
             if audit {
                 if let Err(divergence) = self.oracle.audit(&p.machine) {
                     self.checker.violate(

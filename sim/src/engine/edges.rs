@@ -11,6 +11,7 @@
 use agentsim_core::{ThreadId, Timestamp};
 
 use super::Sim;
+use crate::check::Observation;
 use crate::damage::{self, DamageKind};
 use crate::fault::Endpoint;
 use crate::scenario::{Moment, WorldStep};
@@ -79,7 +80,7 @@ impl Sim {
                     .map_err(|e| format!("cannot rewrite {thread}'s rollout: {e}"))?;
                 // The checker tracks each rollout's last session_state from what it read and
                 // appended: it must see the rewrite as it sees a fork's copy.
-                self.checker.after_fork(&id, &damaged);
+                self.checker.observe(Observation::Rewritten { thread: &id, bytes: &damaged });
                 self.judge.rewritten(&id);
                 let text = format!(
                     "damage {kind}: rollout rewritten ({} bytes, was {})",
