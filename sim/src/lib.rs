@@ -2,7 +2,8 @@
 //! over real HTTP or in-process, in virtual time, with every random choice drawn from one seed.
 //!
 //! - [`scenario`]: the scenario file format.
-//! - [`engine`]: the loop (virtual clock, event queue, process crashes and restarts).
+//! - [`engine`]: the loop (virtual clock, event queue, process crashes and restarts); [`run`](mod@run)
+//!   the options it runs with and the errors that stop it.
 //! - [`backend`] and [`transport`]: the backend model and the two ways to reach it.
 //! - [`fault`]: the fault plan.
 //! - [`check`] and [`reference`](mod@reference): the invariants of spec section 5 and the reference resume rules.
@@ -22,10 +23,12 @@ pub mod judge;
 pub mod oracle;
 pub mod reference;
 pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod seed;
 pub mod store;
 pub mod transport;
 
-pub use engine::{run, RunError, RunOptions, StoreKind, TransportKind};
+pub use engine::run;
 pub use report::RunReport;
+pub use run::{RunError, RunOptions, StoreKind, TransportKind};

@@ -9,9 +9,9 @@ use agentsim_core::{AgentTask, Event, LogLine, RolloutItem, ThreadId, Timestamp}
 
 use crate::backend::BackendStats;
 use crate::check::{Checker, Violation};
-use crate::engine::TransportKind;
 use crate::fault::Endpoint;
 use crate::reference;
+use crate::run::TransportKind;
 use crate::scenario::{Expect, LastStateExpect, Scenario, TaskExpect};
 
 /// `+HH:MM:SS.mmm` since the run started.

@@ -11,21 +11,33 @@
 use agentsim_core::{ThreadId, Timestamp};
 
 use super::Sim;
+use crate::check::Observation;
 use crate::damage::{self, DamageKind};
 use crate::fault::Endpoint;
 use crate::scenario::{Moment, WorldStep};
 
+/// The edges' state in the running process.
+#[derive(Default)]
+pub(super) struct Edges {
+    /// World changes armed by `on` steps.
+    arms: Vec<Arm>,
+    /// What the core must hear of fired world changes once the current drain is over.
+    deferred: Vec<Deferred>,
+    /// Set while a resume's drain is checked, so deferred inputs wait for the check.
+    pub(super) hold: bool,
+}
+
 /// A world change armed at the next request to an endpoint.
 #[derive(Clone, Debug)]
-pub(super) struct Arm {
-    pub(super) endpoint: Endpoint,
-    pub(super) moment: Moment,
-    pub(super) world: WorldStep,
+struct Arm {
+    endpoint: Endpoint,
+    moment: Moment,
+    world: WorldStep,
 }
 
 /// What the core must be told once the current drain is over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Deferred {
+enum Deferred {
     /// The auth store's identity changed.
     IdentityStore,
     /// The user's auth changed.
@@ -36,9 +48,9 @@ impl Sim {
     /// `advance to_expiry [offset]`: how far to advance, or `None` (with a timeline note) when the
     /// auth store has no identity, the identity no expiry, or the target is not in the future.
     pub(super) fn ms_until_expiry(&mut self, offset_ms: i64) -> Option<u64> {
-        let expires_at = self.auth_store.as_ref().and_then(|i| i.expires_at);
+        let expires_at = self.world.auth_store.as_ref().and_then(|i| i.expires_at);
         let Some(expires_at) = expires_at else {
-            let what = if self.auth_store.is_some() {
+            let what = if self.world.auth_store.is_some() {
                 "the auth store's identity has no expiry"
             } else {
                 "the auth store holds no identity"
@@ -62,35 +74,37 @@ impl Sim {
     /// `damage <thread> <kind>`: rewrites the rollout of a thread that is not running.
     pub(super) fn damage(&mut self, thread: &str, kind: DamageKind) -> Result<(), String> {
         let id = ThreadId(thread.to_owned());
-        if self.process.as_ref().is_some_and(|p| p.machine.has_thread(&id)) {
+        if self.host.process.as_ref().is_some_and(|p| p.machine.has_thread(&id)) {
             return Err(format!(
                 "thread {thread:?} is running in this process: `crash` or `restart` before \
                  damaging its rollout"
             ));
         }
         let bytes = self
+            .host
             .read_rollout(thread)?
             .ok_or_else(|| format!("thread {thread:?} has no rollout to damage"))?;
-        let runtime = self.auth_store.as_ref().map(|i| i.agent_runtime_id.clone());
+        let runtime = self.world.auth_store.as_ref().map(|i| i.agent_runtime_id.clone());
         match damage::apply(kind, &bytes, self.now, runtime.as_deref()) {
             Ok(damaged) => {
-                self.store
+                self.host
+                    .store
                     .replace(thread, &damaged)
                     .map_err(|e| format!("cannot rewrite {thread}'s rollout: {e}"))?;
                 // The checker tracks each rollout's last session_state from what it read and
                 // appended: it must see the rewrite as it sees a fork's copy.
-                self.checker.after_fork(&id, &damaged);
+                self.ledger.observe(Observation::Rewritten { thread: &id, bytes: &damaged });
                 self.judge.rewritten(&id);
                 let text = format!(
                     "damage {kind}: rollout rewritten ({} bytes, was {})",
                     damaged.len(),
                     bytes.len()
                 );
-                self.tally.note(self.now, self.start, thread, &text);
+                self.ledger.note(self.now, thread, &text);
             }
             Err(why) => {
                 let text = format!("damage {kind}: {why}; nothing to do");
-                self.tally.note(self.now, self.start, thread, &text);
+                self.ledger.note(self.now, thread, &text);
             }
         }
         Ok(())
@@ -103,8 +117,8 @@ impl Sim {
         moment: Moment,
         world: &WorldStep,
     ) -> Result<(), String> {
-        self.live_machine()?;
-        self.arms.push(Arm { endpoint, moment, world: world.clone() });
+        self.host.live_machine()?;
+        self.edges.arms.push(Arm { endpoint, moment, world: world.clone() });
         Ok(())
     }
 
@@ -112,13 +126,13 @@ impl Sim {
     /// what the core must hear of it waits for the end of the current drain.
     pub(super) fn fire_arms(&mut self, endpoint: Option<Endpoint>, moment: Moment) {
         let Some(endpoint) = endpoint else { return };
-        if self.arms.is_empty() {
+        if self.edges.arms.is_empty() {
             return;
         }
-        let (fired, kept): (Vec<Arm>, Vec<Arm>) = std::mem::take(&mut self.arms)
+        let (fired, kept): (Vec<Arm>, Vec<Arm>) = std::mem::take(&mut self.edges.arms)
             .into_iter()
             .partition(|a| a.endpoint == endpoint && a.moment == moment);
-        self.arms = kept;
+        self.edges.arms = kept;
         for arm in fired {
             self.note(&format!("on {endpoint} {}: {} fires", moment.name(), arm.world));
             self.world_change(&arm.world);
@@ -129,35 +143,18 @@ impl Sim {
     fn world_change(&mut self, world: &WorldStep) {
         match world {
             WorldStep::RotateIdentity => {
-                if self.auth.binding().is_none() {
-                    self.note("rotate_identity: no workspace is signed in; nothing to rotate");
-                } else {
-                    self.register_out_of_band("rotated identity");
-                    self.deferred.push(Deferred::IdentityStore);
+                if self.world.rotate(self.now, &mut self.ledger) {
+                    self.edges.deferred.push(Deferred::IdentityStore);
                 }
             }
             WorldStep::ExpireIdentity | WorldStep::RevokeIdentity => {
-                let Some(runtime) = self.auth_store.as_ref().map(|i| i.agent_runtime_id.clone())
-                else {
-                    self.note("no identity in the auth store; nothing to expire or revoke");
-                    return;
-                };
                 let revoke = matches!(world, WorldStep::RevokeIdentity);
-                let mut backend = self.backend.lock().expect("backend lock");
-                backend.set_now(self.now);
-                if revoke {
-                    backend.revoke(&runtime);
-                } else {
-                    backend.expire(&runtime);
-                }
-                drop(backend);
-                let verb = if revoke { "revoked" } else { "expired" };
-                self.note(&format!("backend {verb} {runtime}"));
+                self.world.end_identity(self.now, revoke, &mut self.ledger);
             }
             WorldStep::Auth(spec) => {
-                self.auth = self.auth_for(spec);
-                self.note(&format!("auth is now {}", self.auth.describe()));
-                self.deferred.push(Deferred::Auth);
+                self.world.sign_in(spec, &mut self.ledger);
+                self.note(&format!("auth is now {}", self.world.auth.describe()));
+                self.edges.deferred.push(Deferred::Auth);
             }
         }
     }
@@ -165,16 +162,16 @@ impl Sim {
     /// Feeds the core what it must hear of the world changes that fired, each as its own input
     /// followed by its own drain. Held while a resume's drain is being checked.
     pub(super) fn feed_deferred(&mut self) {
-        if self.hold_deferred {
+        if self.edges.hold {
             return;
         }
-        while !self.deferred.is_empty() {
-            if self.process.is_none() {
-                self.deferred.clear();
+        while !self.edges.deferred.is_empty() {
+            if self.host.process.is_none() {
+                self.edges.deferred.clear();
                 return;
             }
             // Each tells the process (and the oracle) and drains, as the plain steps do.
-            match self.deferred.remove(0) {
+            match self.edges.deferred.remove(0) {
                 Deferred::IdentityStore => self.notify_identity_replaced(),
                 Deferred::Auth => self.notify_auth_changed(),
             }
@@ -183,11 +180,11 @@ impl Sim {
 
     /// The process died: its arms and what it had yet to hear die with it.
     pub(super) fn disarm_world(&mut self) {
-        self.arms.clear();
-        self.deferred.clear();
+        self.edges.arms.clear();
+        self.edges.deferred.clear();
     }
 
     fn note(&mut self, text: &str) {
-        self.tally.note(self.now, self.start, "-", text);
+        self.ledger.note(self.now, "-", text);
     }
 }

@@ -1,14 +1,14 @@
-//! How the loop feeds the oracles: the world's own judgement of which identity is current
-//! (invariant 17), the checks of a model request (`crate::judge`), the auth and auth-store
-//! changes told to core and the reference model alike, and what core's getters report for the
-//! reference model to compare.
+//! How the loop feeds the oracles: the checks of a model request (`crate::judge`), judged by the
+//! world's own view of which identity is current (invariant 17,
+//! [`World::judged_current_runtime`](super::world::World::judged_current_runtime)), the auth and
+//! auth-store changes told to core and the reference model alike, and what core's getters report
+//! for the reference model to compare.
 
 use agentsim_core::wire::HttpRequest;
 use agentsim_core::{ExpiryPolicy, Lifecycle, ThreadId, Timestamp, TurnId};
 
 use super::Sim;
-use crate::backend::Backend;
-use crate::judge::World;
+use crate::judge;
 use crate::oracle::{self, Input};
 
 impl Sim {
@@ -20,16 +20,17 @@ impl Sim {
         request: &HttpRequest,
     ) {
         let asserted = oracle::assertion_of(request).and_then(Result::ok);
-        let backend = self.backend.lock().expect("backend lock");
-        let current = self.judged_current_runtime(&backend);
-        let world = World {
+        let backend = self.world.backend.lock().expect("backend lock");
+        let current = self.world.judged_current_runtime(self.now, &backend);
+        let config = &self.world.config;
+        let world = judge::World {
             now: self.now,
-            flag: self.config.use_agent_identity,
-            reacquire: self.config.expiry == ExpiryPolicy::Reacquire,
-            persist_task: self.config.persist_task,
+            flag: config.use_agent_identity,
+            reacquire: config.expiry == ExpiryPolicy::Reacquire,
+            persist_task: config.persist_task,
             current_runtime: current.as_deref(),
             backend: &backend,
-            step: self.step_index,
+            step: self.ledger.step(),
         };
         let assertion = asserted
             .as_ref()
@@ -37,41 +38,21 @@ impl Sim {
         self.judge.model_request(world, thread, turn, assertion);
     }
 
-    /// The identity that is current by the world's records (invariant 17): the auth store's,
-    /// when the flag is on, it belongs to the signed-in workspace and, under `reacquire`, the
-    /// backend's record says it has not expired.
-    pub(super) fn judged_current_runtime(&self, backend: &Backend) -> Option<String> {
-        let signed_in = self.auth.binding().filter(|_| self.config.use_agent_identity)?;
-        let stored = self.auth_store.as_ref()?;
-        let same_user = match (&stored.binding.user_id, &signed_in.user_id) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        };
-        if stored.binding.account_id != signed_in.account_id || !same_user {
-            return None;
-        }
-        let expires_at = backend.runtime(&stored.agent_runtime_id).and_then(|r| r.expires_at);
-        let expired = expires_at.is_some_and(|at| self.now >= at);
-        if expired && self.config.expiry == ExpiryPolicy::Reacquire {
-            return None;
-        }
-        Some(stored.agent_runtime_id.clone())
-    }
-
     /// Tells the running process (and the oracle) that the auth store was replaced.
     pub(super) fn notify_identity_replaced(&mut self) {
-        if let Some(p) = self.process.as_mut() {
-            self.oracle.feed(self.now, Input::IdentityReplaced(self.auth_store.as_ref()));
-            p.machine.handle_identity_store_changed(self.now, self.auth_store.clone());
+        if let Some(p) = self.host.process.as_mut() {
+            let stored = &self.world.auth_store;
+            self.oracle.feed(self.now, Input::IdentityReplaced(stored.as_ref()));
+            p.machine.handle_identity_store_changed(self.now, stored.clone());
             self.drain(None);
         }
     }
 
     /// Tells the running process (and the oracle) that the auth changed.
     pub(super) fn notify_auth_changed(&mut self) {
-        if let Some(p) = self.process.as_mut() {
-            self.oracle.feed(self.now, Input::Auth(&self.auth));
-            p.machine.handle_auth_changed(self.now, self.auth.clone());
+        if let Some(p) = self.host.process.as_mut() {
+            self.oracle.feed(self.now, Input::Auth(&self.world.auth));
+            p.machine.handle_auth_changed(self.now, self.world.auth.clone());
             self.drain(None);
         }
     }
