@@ -191,6 +191,7 @@ fn oracle_files() -> Vec<std::path::PathBuf> {
         .map(|f| root().join(f))
         .to_vec();
     rust_files(&root().join("sim/src/oracle"), &mut files);
+    rust_files(&root().join("sim/src/check"), &mut files);
     files
 }
 
