@@ -20,7 +20,7 @@ use crate::check::{Checker, Invariant, Observation};
 use crate::fault::{FaultPlan, FaultRule};
 use crate::judge::Judge;
 use crate::oracle::{Input, Oracle, Seen};
-use crate::report::RunReport;
+use crate::report::{EntryKind, RunReport};
 // Named here too, for the callers that reach them through the engine.
 pub use crate::run::{
     replay_features, RunError, RunOptions, StoreKind, TransportKind, DEFAULT_SEED,
@@ -44,7 +44,7 @@ use host::Host;
 use judged::core_state;
 use ledger::Ledger;
 pub(crate) use network::purpose_thread;
-use network::{purpose_text, Network, Scheduled};
+use network::{endpoint_of, purpose_text, Network, Scheduled};
 use world::World;
 
 /// The full audit after a step runs every `threads / AUDIT_THREADS_PER_STEP` steps (every step
@@ -248,7 +248,8 @@ impl Sim {
                             response.status
                         )
                     };
-                    self.ledger.note(now, &purpose_thread(&what), &text);
+                    let kind = EntryKind::Answer(Some(endpoint));
+                    self.ledger.entry(now, &purpose_thread(&what), kind, &text);
                 }
                 self.oracle.feed(now, Input::Answer { id, seen: &seen, number });
                 if let Some(why) = self.oracle.went_blind() {
@@ -278,7 +279,8 @@ impl Sim {
                 };
                 if self.ledger.timeline_on() {
                     let text = format!("✗ {} {text}", purpose_text(&what));
-                    self.ledger.note(now, &purpose_thread(&what), &text);
+                    let kind = EntryKind::Failed(endpoint_of(&what));
+                    self.ledger.entry(now, &purpose_thread(&what), kind, &text);
                 }
                 self.oracle.feed(now, Input::Answer { id, seen: &Seen::NoAnswer, number });
                 self.host.machine_mut().handle_request_failed(now, id, failure);

@@ -71,12 +71,50 @@ pub fn response_summary(
     }
 }
 
+/// What a timeline entry records: who talks to whom, for renderers that draw a run
+/// ([`crate::mermaid`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A scenario step begins.
+    Step,
+    /// A request leaves for the backend (its endpoint, when it is one of the protocol's).
+    Request(Option<Endpoint>),
+    /// The backend's answer arrives.
+    Answer(Option<Endpoint>),
+    /// A request got no answer (a timeout, a reset).
+    Failed(Option<Endpoint>),
+    /// A rollout line is appended.
+    Append,
+    /// Core emits a client-visible event.
+    Event,
+    /// Core writes a log line.
+    Log,
+    /// Anything else: a process starts or dies, the world changes, a note of the harness.
+    Note,
+}
+
+/// One timeline entry: when (virtual ms since the run started), who (a thread, or `-` for the
+/// process), what kind, and the text the human timeline shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Virtual milliseconds since the run started.
+    pub at_ms: u64,
+    /// A thread, or `-`.
+    pub who: String,
+    /// What it records.
+    pub kind: EntryKind,
+    /// The timeline's text.
+    pub text: String,
+}
+
 /// The run's records, in loop order.
 #[derive(Debug, Default)]
 pub struct Tally {
     timeline_on: bool,
     /// The human timeline.
     pub timeline: Vec<String>,
+    /// The same timeline, structured (kept with it).
+    pub entries: Vec<Entry>,
     /// Client-visible events, rendered.
     pub events: Vec<String>,
     /// Client-visible events.
@@ -102,10 +140,24 @@ impl Tally {
         self.timeline_on
     }
 
-    /// A timeline line.
+    /// A timeline line of kind [`EntryKind::Note`].
     pub fn note(&mut self, now: Timestamp, start: Timestamp, who: &str, what: &str) {
+        self.entry(now, start, who, EntryKind::Note, what);
+    }
+
+    /// A timeline line of the given kind.
+    pub fn entry(
+        &mut self,
+        now: Timestamp,
+        start: Timestamp,
+        who: &str,
+        kind: EntryKind,
+        what: &str,
+    ) {
         if self.timeline_on {
             self.timeline.push(format!("{} {who:<3} {what}", clock(now, start)));
+            let (at_ms, who, text) = (now.since(start), who.to_owned(), what.to_owned());
+            self.entries.push(Entry { at_ms, who, kind, text });
         }
     }
 
@@ -124,7 +176,7 @@ impl Tally {
         if self.timeline_on {
             let short = line.split_once(' ').map_or(line.as_str(), |(_, rest)| rest);
             let short = short.split_once(' ').map_or(short, |(_, rest)| rest);
-            self.note(now, start, who, &format!("→ {short}"));
+            self.entry(now, start, who, EntryKind::Request(endpoint), &format!("→ {short}"));
         }
         self.requests.push(line);
     }
@@ -145,7 +197,7 @@ impl Tally {
                 ),
                 other => format!("append {}", other.type_name()),
             };
-            self.note(now, start, &thread.0, &what);
+            self.entry(now, start, &thread.0, EntryKind::Append, &what);
         }
     }
 
@@ -153,10 +205,11 @@ impl Tally {
     pub fn event(&mut self, now: Timestamp, start: Timestamp, event: &Event) {
         let text = format!("{} {event}", clock(now, start));
         if self.timeline_on {
-            self.note(
+            self.entry(
                 now,
                 start,
                 &event.thread.0,
+                EntryKind::Event,
                 &format!("event {}", event.to_string().split_once(' ').map_or("", |(_, r)| r)),
             );
         }
@@ -168,7 +221,7 @@ impl Tally {
     pub fn log(&mut self, now: Timestamp, start: Timestamp, line: &LogLine) {
         let text = format!("{} {line}", clock(now, start));
         if self.timeline_on && line.level <= agentsim_core::Level::Warn {
-            self.note(now, start, "-", &format!("log {line}"));
+            self.entry(now, start, "-", EntryKind::Log, &format!("log {line}"));
         }
         self.logs.push(text);
     }

@@ -6,7 +6,7 @@ use agentsim_core::{Event, Level, LogLine, RolloutItem, ThreadId, Timestamp, Tur
 
 use crate::check::{Checker, Invariant, Observation, Violation};
 use crate::fault::Endpoint;
-use crate::report::{self, Tally};
+use crate::report::{self, EntryKind, Tally};
 
 pub(super) struct Ledger {
     tally: Tally,
@@ -30,7 +30,7 @@ impl Ledger {
     pub(super) fn begin_step(&mut self, now: Timestamp, index: usize, what: &str) {
         self.step = index;
         self.checker.observe(Observation::Step { index });
-        self.note(now, "-", what);
+        self.tally.entry(now, self.start, "-", EntryKind::Step, what);
     }
 
     /// Whether a violation stopped the run.
@@ -71,6 +71,11 @@ impl Ledger {
     /// A timeline line by `who` (a thread, or `-`).
     pub(super) fn note(&mut self, now: Timestamp, who: &str, what: &str) {
         self.tally.note(now, self.start, who, what);
+    }
+
+    /// A timeline line of a given kind.
+    pub(super) fn entry(&mut self, now: Timestamp, who: &str, kind: EntryKind, what: &str) {
+        self.tally.entry(now, self.start, who, kind, what);
     }
 
     /// `now` as the timeline writes it.

@@ -276,6 +276,16 @@ pub(crate) fn purpose_thread(what: &Option<InFlight>) -> String {
     }
 }
 
+/// The endpoint a request of this purpose goes to.
+pub(crate) fn endpoint_of(what: &Option<InFlight>) -> Option<Endpoint> {
+    Some(match what.as_ref()? {
+        InFlight::IdentityBiscuit | InFlight::TaskBiscuit { .. } => Endpoint::Biscuit,
+        InFlight::IdentityRegister => Endpoint::IdentityRegister,
+        InFlight::TaskRegister { .. } => Endpoint::TaskRegister,
+        InFlight::Model(..) => Endpoint::Model,
+    })
+}
+
 /// What a request is for, in words.
 pub(crate) fn purpose_text(what: &Option<InFlight>) -> String {
     match what {
