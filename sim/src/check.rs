@@ -26,7 +26,7 @@ struct TurnTrack {
 /// The checker's memory of the run.
 #[derive(Debug)]
 pub struct Checker {
-    flag: bool,
+    use_agent_identity: bool,
     persist_task: bool,
     reacquire: bool,
     /// The first violation, which stops the run.
@@ -61,9 +61,9 @@ pub struct Checker {
 
 impl Checker {
     /// A checker for a run with these policies.
-    pub fn new(flag: bool, persist_task: bool, reacquire: bool) -> Checker {
+    pub fn new(use_agent_identity: bool, persist_task: bool, reacquire: bool) -> Checker {
         Checker {
-            flag,
+            use_agent_identity,
             persist_task,
             reacquire,
             violation: None,
@@ -84,8 +84,8 @@ impl Checker {
     }
 
     /// The policies of the process that starts next (a `restart` may change them).
-    pub fn set_policies(&mut self, flag: bool, persist_task: bool, reacquire: bool) {
-        self.flag = flag;
+    pub fn set_policies(&mut self, use_agent_identity: bool, persist_task: bool, reacquire: bool) {
+        self.use_agent_identity = use_agent_identity;
         self.persist_task = persist_task;
         self.reacquire = reacquire;
     }
@@ -205,7 +205,7 @@ impl Checker {
             endpoint,
             Some(Endpoint::Biscuit | Endpoint::IdentityRegister | Endpoint::TaskRegister)
         );
-        if !self.flag && agent_call {
+        if !self.use_agent_identity && agent_call {
             self.violate(
                 Invariant::FlagOff,
                 step,
@@ -281,7 +281,7 @@ impl Checker {
         step: usize,
     ) {
         let RolloutItem::SessionState(value) = item else { return };
-        if !self.flag {
+        if !self.use_agent_identity {
             self.violate(
                 Invariant::FlagOff,
                 step,
@@ -338,7 +338,7 @@ impl Checker {
                         format!("a failed prewarm emitted an error event on {}", event.thread),
                     );
                 }
-                if !self.flag && failure.is_agent() {
+                if !self.use_agent_identity && failure.is_agent() {
                     self.violate(
                         Invariant::FlagOff,
                         step,
@@ -527,7 +527,8 @@ impl Checker {
                 );
             }
         }
-        let predicted = reference::predict_resume(bytes, current, self.flag, self.persist_task);
+        let predicted =
+            reference::predict_resume(bytes, current, self.use_agent_identity, self.persist_task);
         if predicted.as_ref() != restored {
             self.violate(
                 Invariant::ResumeReadOnly,
@@ -591,7 +592,7 @@ impl Checker {
         if !same_current {
             self.last_current = Some(current.map(str::to_owned));
         }
-        if !self.persist_task || !self.flag {
+        if !self.persist_task || !self.use_agent_identity {
             return;
         }
         let threads: Box<dyn Iterator<Item = &ThreadId>> = if all || !same_current {

@@ -20,7 +20,7 @@ use crate::judge::Judge;
 use crate::oracle::{self, Input, Oracle, Seen};
 use crate::report::{RunReport, Tally};
 use crate::scenario::{
-    AuthSpec, CrashPoint, Expiry, InitialIdentity, Moment, ResumeSource, Scenario, Step,
+    AuthSpec, CrashPoint, InitialIdentity, Moment, ResumeSource, Scenario, Step,
 };
 use crate::seed;
 use crate::store::{FileStore, MemoryStore, RolloutStore};
@@ -234,11 +234,8 @@ impl Sim {
             })?),
         };
         let config = Config {
-            use_agent_identity: c.flag,
-            expiry: match c.expiry {
-                Expiry::Reacquire => ExpiryPolicy::Reacquire,
-                Expiry::AsShipped => ExpiryPolicy::AsShipped,
-            },
+            use_agent_identity: c.use_agent_identity,
+            expiry: c.expiry,
             persist_task: c.persist_task,
             base_url: MEMORY_BASE_URL.to_owned(),
             ..Config::default()
@@ -274,7 +271,11 @@ impl Sim {
             next_turn: 1,
             request_count: 0,
             tally: Tally::new(options.timeline),
-            checker: Checker::new(c.flag, c.persist_task, c.expiry == Expiry::Reacquire),
+            checker: Checker::new(
+                c.use_agent_identity,
+                c.persist_task,
+                c.expiry == ExpiryPolicy::Reacquire,
+            ),
             oracle: Oracle::default(),
             judge: Judge::default(),
             step_line: 0,
@@ -924,14 +925,11 @@ impl Sim {
         if *change == crate::scenario::ConfigChange::default() {
             return;
         }
-        if let Some(flag) = change.flag {
+        if let Some(flag) = change.use_agent_identity {
             self.config.use_agent_identity = flag;
         }
         if let Some(expiry) = change.expiry {
-            self.config.expiry = match expiry {
-                Expiry::Reacquire => ExpiryPolicy::Reacquire,
-                Expiry::AsShipped => ExpiryPolicy::AsShipped,
-            };
+            self.config.expiry = expiry;
         }
         if let Some(persist) = change.persist_task {
             self.config.persist_task = persist;

@@ -24,7 +24,7 @@ impl Sim {
         let current = self.judged_current_runtime(&backend);
         let world = World {
             now: self.now,
-            flag: self.config.use_agent_identity,
+            use_agent_identity: self.config.use_agent_identity,
             reacquire: self.config.expiry == ExpiryPolicy::Reacquire,
             persist_task: self.config.persist_task,
             current_runtime: current.as_deref(),
@@ -82,7 +82,7 @@ pub(super) fn core_state(machine: &Lifecycle, now: Timestamp) -> oracle::State {
     let config = machine.config();
     oracle::State {
         policy: oracle::Policy {
-            flag: config.use_agent_identity,
+            use_agent_identity: config.use_agent_identity,
             reacquire: config.expiry == ExpiryPolicy::Reacquire,
             persist_task: config.persist_task,
         },

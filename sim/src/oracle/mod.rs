@@ -85,7 +85,7 @@ impl Oracle {
         stored: Option<&StoredIdentity>,
     ) {
         let policy = Policy {
-            flag: config.use_agent_identity,
+            use_agent_identity: config.use_agent_identity,
             reacquire: config.expiry == ExpiryPolicy::Reacquire,
             persist_task: config.persist_task,
         };

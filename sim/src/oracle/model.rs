@@ -136,7 +136,7 @@ impl Model {
     pub fn resume(&mut self, now: Timestamp, thread: &str, last: Option<Option<Task>>) {
         self.threads.insert(thread.to_owned(), Thread::default());
         self.touched.insert(thread.to_owned());
-        if !self.policy.flag {
+        if !self.policy.use_agent_identity {
             return;
         }
         if let (Some(last), true) = (last, self.policy.persist_task) {
@@ -153,7 +153,7 @@ impl Model {
     pub fn fork(&mut self, now: Timestamp, thread: &str, last: Option<Option<Task>>) {
         self.threads.insert(thread.to_owned(), Thread::default());
         self.touched.insert(thread.to_owned());
-        if !self.policy.flag {
+        if !self.policy.use_agent_identity {
             return;
         }
         if self.policy.persist_task {
@@ -179,7 +179,7 @@ impl Model {
     /// The user's auth changed (rule 3: a late sign-in registers with no restart).
     pub fn auth_changed(&mut self, now: Timestamp, workspace: Option<Workspace>) {
         self.workspace = workspace;
-        if !self.policy.flag {
+        if !self.policy.use_agent_identity {
             return;
         }
         self.adopt_everywhere(now);
@@ -196,7 +196,7 @@ impl Model {
     /// Another process replaced the auth store's identity.
     pub fn identity_replaced(&mut self, now: Timestamp, stored: Option<Ident>) {
         self.identity = stored;
-        if self.policy.flag && self.usable(now).is_some() {
+        if self.policy.use_agent_identity && self.usable(now).is_some() {
             self.adopt_everywhere(now);
             self.prewarm_waiters(now);
         }
@@ -219,7 +219,7 @@ impl Model {
     // ---- session start ------------------------------------------------------------------
 
     fn session_start(&mut self, now: Timestamp, thread: &str) {
-        if !self.policy.flag {
+        if !self.policy.use_agent_identity {
             return;
         }
         if self.usable(now).is_some() {
@@ -242,7 +242,7 @@ impl Model {
     // ---- ensure (rules 6 to 11) ---------------------------------------------------------
 
     fn ensure(&mut self, now: Timestamp, thread: &str, waiter: Waiter) {
-        if !self.policy.flag {
+        if !self.policy.use_agent_identity {
             self.resolve(now, thread, waiter, Ok(None));
             return;
         }
@@ -474,7 +474,7 @@ impl Model {
 
     /// The slot's identity when it may be used now.
     fn usable(&self, now: Timestamp) -> Option<&Ident> {
-        let workspace = self.workspace.as_ref().filter(|_| self.policy.flag)?;
+        let workspace = self.workspace.as_ref().filter(|_| self.policy.use_agent_identity)?;
         let identity = self.identity.as_ref()?;
         let expired = self.policy.reacquire && identity.expires_at.is_some_and(|at| now >= at);
         (identity.workspace.same_as(workspace) && !expired).then_some(identity)

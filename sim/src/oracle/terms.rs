@@ -59,7 +59,7 @@ pub struct Ident {
 /// A process's policies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
-    pub flag: bool,
+    pub use_agent_identity: bool,
     pub reacquire: bool,
     pub persist_task: bool,
 }
