@@ -33,14 +33,14 @@ mod judged;
 
 use judged::core_state;
 
-/// Which transport carries backend calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// Which transport carries backend calls (also the CLI's `--transport`: the docs are its help).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum TransportKind {
-    /// Direct calls into the backend model.
+    /// Real HTTP to a wiremock server on loopback.
+    Http,
+    /// In-process calls into the same backend model.
     #[default]
     Memory,
-    /// Real HTTP to a `wiremock` server on loopback.
-    Http,
 }
 
 impl TransportKind {
