@@ -107,7 +107,7 @@ pub enum RunError {
 /// normal build), so a printed replay command rebuilds the same lifecycle.
 pub fn replay_features() -> String {
     let features: Vec<String> =
-        agentsim_core::PLANTED_BUGS.iter().map(|f| format!("agentsim-core/{f}")).collect();
+        agentsim_core::planted_bugs().map(|f| format!("agentsim-core/{f}")).collect();
     if features.is_empty() {
         String::new()
     } else {
