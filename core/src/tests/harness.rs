@@ -37,9 +37,10 @@ pub(super) const REGISTER: &str = "POST /v1/agent/register";
 /// A model request that carries no assertion, as [`assert_requests`] names it.
 pub(super) const MODEL: &str = "POST /v1/responses";
 
-/// A request a test waits for, by what it is for (the shape of [`InFlight`] stays here).
+/// A test's pattern over [`InFlight`]: the request it waits for, by thread name and whatever its
+/// ensure number (so the tests do not depend on the shape of [`InFlight`]).
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Call<'a> {
+pub(super) enum InFlightMatch<'a> {
     IdentityBiscuit,
     IdentityRegister,
     TaskBiscuit(&'a str),
@@ -47,14 +48,18 @@ pub(super) enum Call<'a> {
     Model(&'a str, u32),
 }
 
-impl Call<'_> {
+impl InFlightMatch<'_> {
     fn matches(self, in_flight: &InFlight) -> bool {
         match (self, in_flight) {
-            (Call::IdentityBiscuit, InFlight::IdentityBiscuit) => true,
-            (Call::IdentityRegister, InFlight::IdentityRegister) => true,
-            (Call::TaskBiscuit(t), InFlight::TaskBiscuit { thread, .. }) => thread.0 == t,
-            (Call::TaskRegister(t), InFlight::TaskRegister { thread, .. }) => thread.0 == t,
-            (Call::Model(t, n), InFlight::Model(thread, turn)) => thread.0 == t && turn.0 == n,
+            (InFlightMatch::IdentityBiscuit, InFlight::IdentityBiscuit) => true,
+            (InFlightMatch::IdentityRegister, InFlight::IdentityRegister) => true,
+            (InFlightMatch::TaskBiscuit(t), InFlight::TaskBiscuit { thread, .. }) => thread.0 == t,
+            (InFlightMatch::TaskRegister(t), InFlight::TaskRegister { thread, .. }) => {
+                thread.0 == t
+            }
+            (InFlightMatch::Model(t, n), InFlight::Model(thread, turn)) => {
+                thread.0 == t && turn.0 == n
+            }
             _ => false,
         }
     }
@@ -497,7 +502,7 @@ impl Harness {
 
     /// The request in flight for `what`.
     #[track_caller]
-    pub(super) fn pending(&self, what: Call<'_>) -> RequestId {
+    pub(super) fn pending(&self, what: InFlightMatch<'_>) -> RequestId {
         let in_flight = self.machine.in_flight();
         match in_flight.iter().find(|(_, w)| what.matches(w)) {
             Some((id, _)) => *id,
@@ -545,7 +550,7 @@ impl Harness {
     /// Answers requests oldest first until one for `what` is in flight, and returns it
     /// unanswered.
     #[track_caller]
-    pub(super) fn answer_until(&mut self, what: Call<'_>) -> RequestId {
+    pub(super) fn answer_until(&mut self, what: InFlightMatch<'_>) -> RequestId {
         for _ in 0..STEP_CAP {
             if let Some((id, _)) =
                 self.machine.in_flight().into_iter().find(|(_, w)| what.matches(w))

@@ -28,7 +28,7 @@ use agentsim_core::{
 
 pub use observe::{assertion_of, runtime_of_task_path, Asserted};
 pub use seen::{classify, Seen};
-pub use terms::{rfc3339_secs, Ident, Out, Pend, Policy, Request, State, Task, Workspace};
+pub use terms::{rfc3339_secs, Ident, Operation, Out, Policy, Request, State, Task, Workspace};
 
 use crate::reference;
 
@@ -59,7 +59,7 @@ pub struct Oracle {
     /// Whether the driver was told.
     blind_told: bool,
     /// Core's requests in flight, by what the model knows them as.
-    bound: BTreeMap<RequestId, Pend>,
+    bound: BTreeMap<RequestId, Operation>,
     /// The input the pending predictions answer, for reports.
     input: String,
     /// The request the last input answered, if it did.
@@ -122,8 +122,8 @@ impl Oracle {
                 }
                 // An answer nobody waits for any more (after a timeout) changes nothing.
                 self.answered = Some(id);
-                if let Some(pend) = self.bound.remove(&id) {
-                    model.answer(now, &pend, seen.clone(), number);
+                if let Some(operation) = self.bound.remove(&id) {
+                    model.answer(now, &operation, seen.clone(), number);
                 }
             }
         }
@@ -161,8 +161,8 @@ impl Oracle {
         let mut sent = Vec::new();
         for (out, id) in &observed {
             if let (Out::Send(request), Some(id)) = (out, id) {
-                if let Some(pend) = pend_of(request) {
-                    self.bound.insert(*id, pend);
+                if let Some(operation) = operation_of(request) {
+                    self.bound.insert(*id, operation);
                     sent.push(*id);
                 }
             }
@@ -310,13 +310,13 @@ impl Oracle {
 }
 
 /// The request core's answer routes to, as the model names it.
-fn pend_of(request: &Request) -> Option<Pend> {
+fn operation_of(request: &Request) -> Option<Operation> {
     Some(match request {
-        Request::IdentityBiscuit | Request::IdentityRegister => Pend::Identity,
+        Request::IdentityBiscuit | Request::IdentityRegister => Operation::Identity,
         Request::TaskBiscuit { thread } | Request::TaskRegister { thread, .. } => {
-            Pend::Task(thread.clone())
+            Operation::Task(thread.clone())
         }
-        Request::Model { thread, .. } => Pend::Model(thread.clone()),
+        Request::Model { thread, .. } => Operation::Model(thread.clone()),
         Request::Unknown { .. } => return None,
     })
 }

@@ -18,7 +18,7 @@ use agentsim_core::{Failure, Timestamp};
 
 use super::seen::Seen;
 use super::terms::{
-    rfc3339_secs, Ev, Ident, Line, Origin, Out, Pend, Policy, Request, State, Task, Workspace,
+    rfc3339_secs, Ev, Ident, Line, Operation, Origin, Out, Policy, Request, State, Task, Workspace,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,15 +204,15 @@ impl Model {
 
     /// The answer to a request arrived (or it failed: [`Seen::NoAnswer`]). `request` numbers
     /// it in the run, for task origins.
-    pub fn answer(&mut self, now: Timestamp, pend: &Pend, seen: Seen, request: u64) {
-        match pend {
-            Pend::Identity => match self.registering.as_ref().map(|(_, past)| *past) {
+    pub fn answer(&mut self, now: Timestamp, operation: &Operation, seen: Seen, request: u64) {
+        match operation {
+            Operation::Identity => match self.registering.as_ref().map(|(_, past)| *past) {
                 Some(false) => self.identity_biscuit_done(now, seen),
                 Some(true) => self.identity_register_done(now, seen),
                 None => {}
             },
-            Pend::Task(thread) => self.task_answer(now, thread, seen, request),
-            Pend::Model(thread) => self.model_done(now, thread, seen),
+            Operation::Task(thread) => self.task_answer(now, thread, seen, request),
+            Operation::Model(thread) => self.model_done(now, thread, seen),
         }
     }
 
