@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use agentsim_core::rollout::{scan, LastState, SkippedLine};
+use agentsim_core::wire;
 use agentsim_core::EventKind;
 use agentsim_tests::{first_difference, fixture, inline_scenario, run_with};
 use sim::check::Invariant;
@@ -662,8 +663,11 @@ fn last_task_url(report: &RunReport) -> String {
         .iter()
         .rev()
         .filter_map(|l| l.split_whitespace().nth(3))
-        .find(|path| path.ends_with("/task/register"))
-        .map_or_else(|| format!("{BASE}/v1/agent/<none>/task/register"), |p| format!("{BASE}{p}"))
+        .find(|path| wire::runtime_of_task_register_path(path).is_some())
+        .map_or_else(
+            || format!("{BASE}{}", wire::task_register_path("<none>")),
+            |p| format!("{BASE}{p}"),
+        )
 }
 
 fn error_events(report: &RunReport) -> Vec<String> {

@@ -23,7 +23,7 @@ const TURN_1_FAILED: [&str; 4] =
 const HOUR_MS: u64 = 3_600_000;
 
 fn task_path(runtime: &str) -> String {
-    format!("POST /v1/agent/{runtime}/task/register")
+    format!("POST {}", wire::task_register_path(runtime))
 }
 
 fn model_as(task: &str) -> String {
@@ -400,10 +400,9 @@ fn rule09_the_rotation_loop_counts_discards_per_ensure_not_per_thread() {
     h.run_until_idle();
     assert_not_marked(&h, marks::ROTATION_GAVE_UP);
     assert_session_states(&h, "t1", &["agent-b/task-2", "null", "agent-d/task-4"]);
-    assert!(h
-        .sent
-        .iter()
-        .any(|(_, r)| r.header("Authorization").is_some_and(|v| v.starts_with("AgentAssertion"))));
+    assert!(h.sent.iter().any(|(_, r)| r
+        .header("Authorization")
+        .is_some_and(|v| wire::assertion_token(v).is_some())));
 }
 
 // ---- rule 10 -----------------------------------------------------------------------------

@@ -219,17 +219,15 @@ impl FakeBackend {
             return response(503, r#"{"error":"unavailable"}"#);
         }
         let path = request.path().to_owned();
+        if let (Method::Post, Some(runtime)) =
+            (request.method, wire::runtime_of_task_register_path(&path))
+        {
+            return self.register_task(now, request, runtime);
+        }
         match (request.method, path.as_str()) {
             (Method::Get, wire::BISCUIT_PATH) => self.mint_biscuit(request),
             (Method::Post, wire::IDENTITY_REGISTER_PATH) => self.register_identity(now, request),
             (Method::Post, wire::MODEL_PATH) => self.model(now, request),
-            (Method::Post, p) if p.starts_with("/v1/agent/") && p.ends_with("/task/register") => {
-                let runtime = p
-                    .trim_start_matches("/v1/agent/")
-                    .trim_end_matches("/task/register")
-                    .to_owned();
-                self.register_task(now, request, &runtime)
-            }
             (method, p) => panic!("the fake backend has no route for {} {p}", method.as_str()),
         }
     }
@@ -672,7 +670,7 @@ impl Harness {
     /// Spec invariants 1 and 7, checked on every request as it is sent.
     fn check_request(&self, request: &HttpRequest) {
         let assertion =
-            request.header("Authorization").filter(|v| v.starts_with("AgentAssertion "));
+            request.header("Authorization").filter(|v| wire::assertion_token(v).is_some());
         if !self.config.use_agent_identity {
             assert_eq!(
                 request.path(),
@@ -786,7 +784,7 @@ fn seed(process: u8) -> [u8; 32] {
 fn describe_request(request: &HttpRequest) -> String {
     let mut what = format!("{} {}", request.method.as_str(), request.path());
     if let Some(header) =
-        request.header("Authorization").filter(|v| v.starts_with("AgentAssertion "))
+        request.header("Authorization").filter(|v| wire::assertion_token(v).is_some())
     {
         let a = wire::parse_assertion_header(header).expect("a well-formed assertion");
         what.push_str(&format!(" as {}/{}", a.agent_runtime_id, a.task_id));

@@ -26,7 +26,7 @@ use agentsim_core::{
     Auth, Command, Config, ExpiryPolicy, Lifecycle, RequestId, StoredIdentity, ThreadId,
 };
 
-pub use observe::{assertion_of, runtime_of_task_path, Asserted};
+pub use observe::{assertion_of, Asserted};
 pub use seen::{classify, Seen};
 pub use terms::{rfc3339_secs, Ident, Operation, Out, Policy, Request, State, Task, Workspace};
 
