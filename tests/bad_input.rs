@@ -6,9 +6,11 @@
 use std::path::Path;
 
 use agentsim_core::rollout::{scan, LastState, SkippedLine};
+use agentsim_core::wire;
 use agentsim_core::EventKind;
 use agentsim_tests::{first_difference, fixture, inline_scenario, run_with};
 use sim::check::Invariant;
+use sim::store::{FileStore, RolloutStore as _, MAX_ROLLOUT_FILE_BYTES};
 use sim::{RunOptions, RunReport, StoreKind, TransportKind};
 
 // ---- malformed scenario files ------------------------------------------------------------------
@@ -116,7 +118,6 @@ fn steps_that_cannot_run_name_the_file_line_and_what_to_do() {
     let path = dir.path().join("steps.scn");
     let missing = dir.path().join("missing.jsonl");
     let missing_error = std::fs::read(&missing).unwrap_err();
-    let dir_error = std::fs::read(dir.path()).unwrap_err();
     std::fs::write(dir.path().join("empty.jsonl"), b"").expect("write a rollout");
     let cases: Vec<(&str, String)> = vec![
         (
@@ -139,7 +140,10 @@ fn steps_that_cannot_run_name_the_file_line_and_what_to_do() {
         ),
         (
             "resume B from \".\"",
-            format!("3: cannot read rollout {}: {dir_error}", dir.path().join(".").display()),
+            format!(
+                "3: cannot read rollout {}: it is a directory, not a regular file",
+                dir.path().join(".").display()
+            ),
         ),
         (
             "start A\nsettle\nturn A\nrestart\nresume A from \"empty.jsonl\"",
@@ -155,6 +159,105 @@ fn steps_that_cannot_run_name_the_file_line_and_what_to_do() {
                 Err(e) => assert_eq!(e.to_string(), format!("{}:{message}", path.display())),
             }
         }
+    }
+}
+
+/// A FIFO at `path`, made with the `mkfifo` tool.
+#[cfg(unix)]
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo").arg(path).status().expect("mkfifo runs");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// A sparse file at `path` one byte larger than a rollout file may be: nothing is written.
+#[cfg(unix)]
+fn oversized_file(path: &Path) {
+    let file = std::fs::File::create(path).expect("create a file");
+    file.set_len(MAX_ROLLOUT_FILE_BYTES + 1).expect("a sparse file");
+}
+
+/// What `f` returns, computed on its own thread: the test fails if that takes longer than
+/// `seconds` (a hang) or panics.
+#[cfg(unix)]
+fn within<T: Send + 'static>(
+    seconds: u64,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(f()));
+    receiver
+        .recv_timeout(std::time::Duration::from_secs(seconds))
+        .unwrap_or_else(|e| panic!("{what}: no result within {seconds} s ({e})"))
+}
+
+#[cfg(unix)]
+const TOO_LARGE: &str =
+    "it holds 67108865 bytes, more than the 67108864 bytes (64 MiB) a rollout file may hold";
+
+/// `resume ... from` reads only a regular file of at most 64 MiB: a FIFO (whose opening would
+/// wait for a writer), `/dev/zero` (endless), a directory or a larger file stops the run at once
+/// with an error naming the path and why, never a hang, a panic or a read into memory.
+#[cfg(unix)]
+#[test]
+fn resume_from_a_file_that_is_not_a_regular_one_or_too_large_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sources.scn");
+    mkfifo(&dir.path().join("fifo.jsonl"));
+    std::fs::create_dir(dir.path().join("folder.jsonl")).expect("a folder");
+    oversized_file(&dir.path().join("large.jsonl"));
+    let cases = [
+        ("fifo.jsonl", "it is a FIFO, not a regular file"),
+        ("/dev/zero", "it is a character device, not a regular file"),
+        ("folder.jsonl", "it is a directory, not a regular file"),
+        ("large.jsonl", TOO_LARGE),
+    ];
+    for (source, why) in cases {
+        let scenario = inline_scenario(
+            &path,
+            &format!("description: d\nseed: 1\nresume B from \"{source}\"\nturn B\n"),
+        );
+        let result = within(20, source, move || {
+            sim::run(&scenario, &RunOptions::default())
+                .map(|r| r.verdict())
+                .map_err(|e| e.to_string())
+        });
+        let full = dir.path().join(source);
+        let expected =
+            format!("{}:3: cannot read rollout {}: {why}", path.display(), full.display());
+        assert_eq!(result, Err(expected));
+    }
+}
+
+/// The `files` store reads its own rollouts the same way: a thread's file replaced by a FIFO, a
+/// directory or a larger file gives an error naming the file and why, at once.
+#[cfg(unix)]
+#[test]
+fn the_files_store_reads_only_a_regular_rollout_file_within_the_limit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = FileStore::in_dir(dir.path());
+    store.append("A", b"{}\n").expect("append");
+    let file = dir.path().join("A.jsonl");
+    // What puts something else than a small regular file at the thread's path.
+    type Replace = fn(&Path);
+    let replacements: [(&str, Replace); 3] = [
+        ("it is a FIFO, not a regular file", mkfifo),
+        ("it is a directory, not a regular file", |p| std::fs::create_dir(p).expect("a folder")),
+        (TOO_LARGE, oversized_file),
+    ];
+    for (why, replace) in replacements {
+        if file.is_dir() {
+            std::fs::remove_dir(&file).expect("remove the folder");
+        } else {
+            std::fs::remove_file(&file).expect("remove the file");
+        }
+        replace(&file);
+        let (back, result) = within(20, why, move || {
+            let result = store.read("A").map_err(|e| e.to_string());
+            (store, result)
+        });
+        store = back;
+        assert_eq!(result, Err(format!("{}: {why}", file.display())));
     }
 }
 
@@ -662,8 +765,11 @@ fn last_task_url(report: &RunReport) -> String {
         .iter()
         .rev()
         .filter_map(|l| l.split_whitespace().nth(3))
-        .find(|path| path.ends_with("/task/register"))
-        .map_or_else(|| format!("{BASE}/v1/agent/<none>/task/register"), |p| format!("{BASE}{p}"))
+        .find(|path| wire::runtime_of_task_register_path(path).is_some())
+        .map_or_else(
+            || format!("{BASE}{}", wire::task_register_path("<none>")),
+            |p| format!("{BASE}{p}"),
+        )
 }
 
 fn error_events(report: &RunReport) -> Vec<String> {

@@ -13,15 +13,15 @@ use std::collections::BTreeSet;
 
 use agentsim_core::wire::IdentityKey;
 use agentsim_core::{
-    AgentTask, Auth, Binding, Command, Config, ExpiryPolicy, Lifecycle, RolloutScan,
-    StoredIdentity, ThreadId, Timestamp,
+    AgentTask, Auth, Binding, Command, Config, Lifecycle, RolloutScan, StoredIdentity, ThreadId,
+    Timestamp,
 };
 use agentsim_tests::{
     all_scenarios, first_difference, fixture, inline_scenario, is_canary, run, run_with,
 };
 use serde_json::Value;
 use sim::reference::predict_resume;
-use sim::scenario::{Expiry, Scenario};
+use sim::scenario::Scenario;
 use sim::{RunOptions, RunReport, StoreKind, TransportKind};
 
 // ---- durable prefixes of every scenario --------------------------------------------------------
@@ -213,11 +213,8 @@ fn skip_logs(commands: &[Command]) -> Vec<(String, String)> {
 fn config_of(scenario: &Scenario) -> Config {
     let c = &scenario.config;
     Config {
-        use_agent_identity: c.flag,
-        expiry: match c.expiry {
-            Expiry::Reacquire => ExpiryPolicy::Reacquire,
-            Expiry::AsShipped => ExpiryPolicy::AsShipped,
-        },
+        use_agent_identity: c.use_agent_identity,
+        expiry: c.expiry,
         persist_task: c.persist_task,
         base_url: sim::transport::MEMORY_BASE_URL.to_owned(),
         ..Config::default()

@@ -146,7 +146,8 @@ fn known_issues_still_reproduce() {
 
 #[test]
 fn planted_bugs_are_off_here_and_each_names_its_fuzz_command() {
-    // A test cannot turn a core feature on, so the planted bugs are fuzzed through the CLI:
+    // A test cannot turn a core feature on, so the planted bugs are fuzzed through the CLI
+    // (`PlantedBugDetails::command`):
     //
     //   cargo run --release -p sim --features agentsim-core/planted-bug-restore-without-runtime-check -- fuzz --cases 10000 --out /tmp/x
     //   cargo run --release -p sim --features agentsim-core/planted-bug-prewarm-before-restore -- fuzz --cases 10000 --out /tmp/x
@@ -160,20 +161,21 @@ fn planted_bugs_are_off_here_and_each_names_its_fuzz_command() {
         .filter_map(|l| l.split_once(" = []").map(|(name, _)| name.trim()))
         .filter(|name| name.starts_with("planted-bug-"))
         .collect();
-    let listed: BTreeSet<&str> = fuzz::PLANTED_BUGS.iter().map(|b| b.feature).collect();
-    assert_eq!(
-        declared, listed,
-        "core/Cargo.toml's planted-bug features vs sim::fuzz::PLANTED_BUGS"
-    );
-    for bug in fuzz::PLANTED_BUGS {
-        assert!(bug.command.contains(&format!("--features agentsim-core/{} -- fuzz", bug.feature)));
+    let named: BTreeSet<&str> = agentsim_core::PLANTED_BUGS.iter().map(|b| b.feature).collect();
+    assert_eq!(declared, named, "core/Cargo.toml's planted-bug features vs core's PLANTED_BUGS");
+    assert!(agentsim_core::planted_bugs().next().is_none(), "a planted bug is on in this build");
+    let detailed: BTreeSet<&str> = fuzz::PLANTED_BUG_DETAILS.iter().map(|b| b.feature).collect();
+    assert_eq!(named, detailed, "core's PLANTED_BUGS vs sim::fuzz::PLANTED_BUG_DETAILS");
+    assert_eq!(detailed.len(), fuzz::PLANTED_BUG_DETAILS.len(), "a planted bug detailed twice");
+    for bug in fuzz::PLANTED_BUG_DETAILS {
         let scenario = inline_scenario(Path::new(&format!("{}.scn", bug.feature)), bug.example);
         let failure = fuzz::run_scenario(&scenario, TransportKind::Memory, false).failure;
         assert_eq!(
             failure.map(|f| f.summary()),
             None,
-            "{}: the example fails without the bug",
-            bug.feature
+            "{}: the example fails without the bug (fuzz a build with it: {})",
+            bug.feature,
+            bug.command()
         );
     }
 }

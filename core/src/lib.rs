@@ -27,14 +27,34 @@ pub mod rollout;
 pub mod time;
 pub mod wire;
 
-/// The planted bugs (cargo features, off by default) compiled into this build: a replay of a
-/// scenario the fuzzer found against one must use the same features.
-pub const PLANTED_BUGS: &[&str] = &[
-    #[cfg(feature = "planted-bug-restore-without-runtime-check")]
-    "planted-bug-restore-without-runtime-check",
-    #[cfg(feature = "planted-bug-prewarm-before-restore")]
-    "planted-bug-prewarm-before-restore",
+/// A deliberately planted bug: a cargo feature of this crate, off by default, that breaks a spec
+/// rule so the gate and the fuzzer can show they catch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlantedBug {
+    /// The cargo feature that plants it.
+    pub feature: &'static str,
+    /// Whether this build has it.
+    pub planted: bool,
+}
+
+/// Every planted bug: the one list of their names (sim keys its fuzzing notes on them;
+/// `tests/fuzz.rs` checks the list against `core/Cargo.toml`).
+pub const PLANTED_BUGS: &[PlantedBug] = &[
+    PlantedBug {
+        feature: "planted-bug-restore-without-runtime-check",
+        planted: cfg!(feature = "planted-bug-restore-without-runtime-check"),
+    },
+    PlantedBug {
+        feature: "planted-bug-prewarm-before-restore",
+        planted: cfg!(feature = "planted-bug-prewarm-before-restore"),
+    },
 ];
+
+/// The features of the planted bugs this build has: a replay of a scenario the fuzzer found
+/// against one must use the same features.
+pub fn planted_bugs() -> impl Iterator<Item = &'static str> {
+    PLANTED_BUGS.iter().filter(|bug| bug.planted).map(|bug| bug.feature)
+}
 
 pub use config::{Auth, Binding, Config, ExpiryPolicy, StoredIdentity};
 pub use machine::{InFlight, Lifecycle, RequestFailure};

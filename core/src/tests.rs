@@ -23,7 +23,7 @@ const TURN_1_FAILED: [&str; 4] =
 const HOUR_MS: u64 = 3_600_000;
 
 fn task_path(runtime: &str) -> String {
-    format!("POST /v1/agent/{runtime}/task/register")
+    format!("POST {}", wire::task_register_path(runtime))
 }
 
 fn model_as(task: &str) -> String {
@@ -158,7 +158,7 @@ fn rule04_identity_failure_at_start_is_one_error_event_and_no_background_retry()
     let mut h = Harness::signed_in();
     h.start("t1");
     h.start("t2");
-    let id = h.answer_until(Call::IdentityRegister);
+    let id = h.answer_until(InFlightMatch::IdentityRegister);
     h.answer_with(id, response(500, "boom"));
     let message = format!("{START_FAILED}agent identity registration failed with status 500 from {BASE}/v1/agent/register: boom");
     for thread in ["t1", "t2"] {
@@ -211,7 +211,7 @@ fn rule05_prewarm_failure_is_a_warn_log_only() {
     for failure in [Err(RequestFailure::Timeout), Ok(response(500, "down"))] {
         let mut h = Harness::with_identity(identity("agent-a", 1));
         h.start("t1");
-        let id = h.answer_until(Call::TaskRegister("t1"));
+        let id = h.answer_until(InFlightMatch::TaskRegister("t1"));
         match failure {
             Ok(bad) => h.answer_with(id, bad),
             Err(failure) => h.fail(id, failure),
@@ -325,7 +325,7 @@ fn rule08_a_prewarm_in_flight_and_a_turn_make_one_task_registration() {
 fn rule08_a_joined_turn_shares_the_failure_of_the_prewarm_it_joined() {
     let mut h = Harness::with_identity(identity("agent-a", 1));
     h.start("t1");
-    let id = h.answer_until(Call::TaskRegister("t1"));
+    let id = h.answer_until(InFlightMatch::TaskRegister("t1"));
     h.turn("t1", 1);
     h.fail(id, RequestFailure::Timeout);
     assert_requests(&h, &[BISCUIT, &task_path("agent-a")]);
@@ -340,7 +340,7 @@ fn rule08_a_joined_turn_shares_the_failure_of_the_prewarm_it_joined() {
 fn rule09_identity_changed_in_flight_discards_the_new_task_and_tries_again() {
     let mut h = Harness::with_identity(identity("agent-a", 1));
     h.start("t1");
-    let id = h.answer_until(Call::TaskRegister("t1"));
+    let id = h.answer_until(InFlightMatch::TaskRegister("t1"));
     h.replace_store(Some(identity("agent-b", 2)));
     h.answer(id);
     assert_logged(
@@ -361,7 +361,7 @@ fn rule09_two_discards_end_with_no_task_and_no_error() {
     h.start("t1");
     h.turn("t1", 1);
     for (runtime, byte) in [("agent-b", 2), ("agent-c", 3)] {
-        let id = h.answer_until(Call::TaskRegister("t1"));
+        let id = h.answer_until(InFlightMatch::TaskRegister("t1"));
         h.replace_store(Some(identity(runtime, byte)));
         h.answer(id);
     }
@@ -387,23 +387,22 @@ fn rule09_the_rotation_loop_counts_discards_per_ensure_not_per_thread() {
     // One discard in one ensure, then one in the next: neither gives up.
     let mut h = Harness::with_identity(identity("agent-a", 1));
     h.start("t1");
-    let id = h.answer_until(Call::TaskRegister("t1"));
+    let id = h.answer_until(InFlightMatch::TaskRegister("t1"));
     h.replace_store(Some(identity("agent-b", 2)));
     h.answer(id);
     h.run_until_idle();
     assert_cached(&h, "t1", Some("agent-b/task-2"));
     h.replace_store(Some(identity("agent-c", 3)));
     h.turn("t1", 1);
-    let id = h.answer_until(Call::TaskRegister("t1"));
+    let id = h.answer_until(InFlightMatch::TaskRegister("t1"));
     h.replace_store(Some(identity("agent-d", 4)));
     h.answer(id);
     h.run_until_idle();
     assert_not_marked(&h, marks::ROTATION_GAVE_UP);
     assert_session_states(&h, "t1", &["agent-b/task-2", "null", "agent-d/task-4"]);
-    assert!(h
-        .sent
-        .iter()
-        .any(|(_, r)| r.header("Authorization").is_some_and(|v| v.starts_with("AgentAssertion"))));
+    assert!(h.sent.iter().any(|(_, r)| r
+        .header("Authorization")
+        .is_some_and(|v| wire::assertion_token(v).is_some())));
 }
 
 // ---- rule 10 -----------------------------------------------------------------------------
@@ -437,7 +436,7 @@ fn rule10_session_state_is_appended_only_when_the_value_changed() {
 fn spec4_an_unanswered_model_request_is_an_error_that_names_no_status() {
     let mut h = thread_with_task(Config::default());
     h.turn("t1", 1);
-    let id = h.answer_until(Call::Model("t1", 1));
+    let id = h.answer_until(InFlightMatch::Model("t1", 1));
     h.fail(id, RequestFailure::Timeout);
     assert_events(&h, "t1", &TURN_1_FAILED);
     assert_failures(&h, "t1", &[Failure::ModelRequest { status: None }]);
@@ -448,7 +447,7 @@ fn spec4_an_unanswered_model_request_is_an_error_that_names_no_status() {
 fn rule11_turn_failure_is_one_error_event_on_that_thread_only() {
     let mut h = thread_with_task(Config::default());
     h.start("t2");
-    let id = h.answer_until(Call::TaskRegister("t2"));
+    let id = h.answer_until(InFlightMatch::TaskRegister("t2"));
     h.answer_with(id, response(500, "{\"error\":\"overloaded\"}"));
     let t1_before = h.rollout("t1");
     let t2_before = h.rollout("t2").len();
@@ -456,7 +455,7 @@ fn rule11_turn_failure_is_one_error_event_on_that_thread_only() {
 
     h.turn("t2", 1);
     h.turn("t1", 1);
-    let id = h.answer_until(Call::TaskRegister("t2"));
+    let id = h.answer_until(InFlightMatch::TaskRegister("t2"));
     h.answer_with(id, response(500, "{\"error\":\"overloaded\"}"));
     h.run_until_idle();
 
@@ -914,7 +913,7 @@ fn rule18_reacquire_sign_out_while_a_refused_task_registration_is_in_flight_ends
     h.backend.revoke("agent-a");
     h.start("t1");
     h.turn("t1", 1);
-    let id = h.answer_until(Call::TaskRegister("t1"));
+    let id = h.answer_until(InFlightMatch::TaskRegister("t1"));
     h.set_auth(Auth::None);
     h.answer(id);
     h.run_until_idle();
@@ -932,11 +931,11 @@ fn invariant06_a_401_and_two_discards_are_the_most_one_ensure_sends() {
     h.backend.revoke("agent-a");
     h.start("t1");
     h.turn("t1", 1);
-    let refused = h.answer_until(Call::TaskRegister("t1"));
+    let refused = h.answer_until(InFlightMatch::TaskRegister("t1"));
     h.answer(refused);
     assert_marked(&h, marks::REFUSED_IDENTITY_REACQUIRED);
     for (runtime, byte) in [("agent-b", 2), ("agent-c", 3)] {
-        let id = h.answer_until(Call::TaskRegister("t1"));
+        let id = h.answer_until(InFlightMatch::TaskRegister("t1"));
         h.replace_store(Some(identity(runtime, byte)));
         h.answer(id);
     }
@@ -1082,7 +1081,11 @@ enum Outcome {
 /// A turn joins the prewarm of `agent-a`; the request for `stage` gets `outcome`. The turn's one
 /// error carries `error`, and so does the prewarm's warn line.
 #[track_caller]
-fn check_task_error(stage: Call<'_>, outcome: impl FnOnce(&mut Harness) -> Outcome, error: &str) {
+fn check_task_error(
+    stage: InFlightMatch<'_>,
+    outcome: impl FnOnce(&mut Harness) -> Outcome,
+    error: &str,
+) {
     let mut h = Harness::with_identity(identity("agent-a", 1));
     h.start("t1");
     h.turn("t1", 1);
@@ -1107,7 +1110,7 @@ fn check_task_error(stage: Call<'_>, outcome: impl FnOnce(&mut Harness) -> Outco
 /// The identity registration of a session start meets `outcome` at `stage`; the start's one
 /// error carries `error`.
 #[track_caller]
-fn check_identity_error(stage: Call<'_>, outcome: Outcome, error: &str) {
+fn check_identity_error(stage: InFlightMatch<'_>, outcome: Outcome, error: &str) {
     let mut h = Harness::signed_in();
     h.start("t1");
     let id = h.answer_until(stage);
@@ -1123,32 +1126,44 @@ fn check_identity_error(stage: Call<'_>, outcome: Outcome, error: &str) {
 fn spec2_error_text_biscuit_non_2xx() {
     let error = format!("agent identity biscuit minting failed with status 403 from {BASE}/authenticate_app_v2: denied");
     check_task_error(
-        Call::TaskBiscuit("t1"),
+        InFlightMatch::TaskBiscuit("t1"),
         |_| Outcome::Respond(response(403, "denied")),
         &error,
     );
-    check_identity_error(Call::IdentityBiscuit, Outcome::Respond(response(403, "denied")), &error);
+    check_identity_error(
+        InFlightMatch::IdentityBiscuit,
+        Outcome::Respond(response(403, "denied")),
+        &error,
+    );
 }
 
 #[test]
 fn spec2_error_text_biscuit_header_missing_or_not_utf8() {
     // [ours] The spec says only that this is an error; the text is core's.
     let error = format!("agent identity biscuit response from {BASE}/authenticate_app_v2 has no valid x-openai-authorization header");
-    check_task_error(Call::TaskBiscuit("t1"), |_| Outcome::Respond(response(200, "")), &error);
+    check_task_error(
+        InFlightMatch::TaskBiscuit("t1"),
+        |_| Outcome::Respond(response(200, "")),
+        &error,
+    );
     let not_utf8 = HttpResponse {
         status: 200,
         headers: vec![("x-openai-authorization".into(), vec![0xff, 0xfe])],
         body: vec![],
     };
-    check_task_error(Call::TaskBiscuit("t1"), |_| Outcome::Respond(not_utf8), &error);
-    check_identity_error(Call::IdentityBiscuit, Outcome::Respond(response(204, "")), &error);
+    check_task_error(InFlightMatch::TaskBiscuit("t1"), |_| Outcome::Respond(not_utf8), &error);
+    check_identity_error(
+        InFlightMatch::IdentityBiscuit,
+        Outcome::Respond(response(204, "")),
+        &error,
+    );
 }
 
 #[test]
 fn spec2_error_text_identity_non_2xx() {
     let error = format!("agent identity registration failed with status 429 from {BASE}/v1/agent/register: slow down");
     check_identity_error(
-        Call::IdentityRegister,
+        InFlightMatch::IdentityRegister,
         Outcome::Respond(response(429, "slow down")),
         &error,
     );
@@ -1163,7 +1178,11 @@ fn spec2_error_text_identity_unparsable() {
         r#"{"agent_runtime_id":"a/b"}"#,
         r#"{"agent_runtime_id":"agent-1","expires_at":"tomorrow"}"#,
     ] {
-        check_identity_error(Call::IdentityRegister, Outcome::Respond(response(200, body)), &error);
+        check_identity_error(
+            InFlightMatch::IdentityRegister,
+            Outcome::Respond(response(200, body)),
+            &error,
+        );
     }
 }
 
@@ -1172,14 +1191,18 @@ fn spec2_error_text_identity_send_failure() {
     // [ours] Section 2 names the send failure of task registration only; identity's mirrors it.
     let error =
         format!("failed to send agent identity registration request to {BASE}/v1/agent/register");
-    check_identity_error(Call::IdentityRegister, Outcome::Fail(RequestFailure::Timeout), &error);
+    check_identity_error(
+        InFlightMatch::IdentityRegister,
+        Outcome::Fail(RequestFailure::Timeout),
+        &error,
+    );
 }
 
 #[test]
 fn spec2_error_text_task_non_2xx() {
     let error = format!("agent task registration failed with status 502 from {BASE}/v1/agent/agent-a/task/register: bad gateway");
     check_task_error(
-        Call::TaskRegister("t1"),
+        InFlightMatch::TaskRegister("t1"),
         |_| Outcome::Respond(response(502, "bad gateway")),
         &error,
     );
@@ -1191,7 +1214,7 @@ fn spec2_error_text_task_unparsable() {
         format!("failed to parse agent task response from {BASE}/v1/agent/agent-a/task/register");
     for body in ["<html>", "{}", r#"{"encrypted_task_id":5}"#] {
         check_task_error(
-            Call::TaskRegister("t1"),
+            InFlightMatch::TaskRegister("t1"),
             |_| Outcome::Respond(response(200, body)),
             &error,
         );
@@ -1204,14 +1227,14 @@ fn spec2_error_text_task_send_failure_and_timeout() {
         "failed to send agent task registration request to {BASE}/v1/agent/agent-a/task/register"
     );
     for failure in [RequestFailure::Timeout, RequestFailure::Connection] {
-        check_task_error(Call::TaskRegister("t1"), |_| Outcome::Fail(failure), &error);
+        check_task_error(InFlightMatch::TaskRegister("t1"), |_| Outcome::Fail(failure), &error);
     }
 }
 
 #[test]
 fn spec2_error_text_bad_base64() {
     check_task_error(
-        Call::TaskRegister("t1"),
+        InFlightMatch::TaskRegister("t1"),
         |_| Outcome::Respond(task_response("%%% not base64")),
         "encrypted task id is not valid base64",
     );
@@ -1220,7 +1243,7 @@ fn spec2_error_text_bad_base64() {
 #[test]
 fn spec2_error_text_box_sealed_to_another_key() {
     check_task_error(
-        Call::TaskRegister("t1"),
+        InFlightMatch::TaskRegister("t1"),
         |_| {
             let other = IdentityKey::from_seed([99; 32]).x25519_secret().public_key();
             let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
@@ -1233,7 +1256,7 @@ fn spec2_error_text_box_sealed_to_another_key() {
 #[test]
 fn spec2_error_text_plaintext_not_utf8() {
     check_task_error(
-        Call::TaskRegister("t1"),
+        InFlightMatch::TaskRegister("t1"),
         |h| Outcome::Respond(task_response(&h.backend.seal_for("agent-a", &[0xff, 0xfe, 0x80]))),
         "decrypted task id is not valid UTF-8",
     );
@@ -1243,7 +1266,7 @@ fn spec2_error_text_plaintext_not_utf8() {
 fn spec2_error_text_model_refusal() {
     let mut h = thread_with_task(Config::default());
     h.turn("t1", 1);
-    let id = h.pending(Call::Model("t1", 1));
+    let id = h.pending(InFlightMatch::Model("t1", 1));
     h.answer_with(id, response(401, r#"{"error":"invalid_assertion"}"#));
     assert_errors(
         &h,
@@ -1316,7 +1339,7 @@ fn auth_sign_out_while_identity_registration_is_in_flight_discards_it() {
     let mut h = Harness::signed_in();
     h.start("t1");
     h.turn("t1", 1);
-    let id = h.answer_until(Call::IdentityRegister);
+    let id = h.answer_until(InFlightMatch::IdentityRegister);
     h.set_auth(Auth::None);
     h.answer(id);
     assert_marked(&h, marks::IDENTITY_RESULT_FOR_OLD_WORKSPACE);
@@ -1336,7 +1359,7 @@ fn auth_sign_out_while_identity_registration_is_in_flight_discards_it() {
 fn auth_workspace_switch_while_identity_registration_is_in_flight_registers_for_the_new_one() {
     let mut h = Harness::signed_in();
     h.start("t1");
-    let id = h.answer_until(Call::IdentityRegister);
+    let id = h.answer_until(InFlightMatch::IdentityRegister);
     h.set_auth(signed_in_to("acct-2"));
     h.answer(id);
     h.run_until_idle();
@@ -1370,7 +1393,7 @@ fn auth_switch_back_while_identity_registration_is_in_flight_reuses_the_stored_i
 fn a_response_after_a_timeout_is_ignored() {
     let mut h = Harness::with_identity(identity("agent-a", 1));
     h.start("t1");
-    let id = h.answer_until(Call::TaskRegister("t1"));
+    let id = h.answer_until(InFlightMatch::TaskRegister("t1"));
     h.fail(id, RequestFailure::Timeout);
     h.deliver_late(id, response(200, "{}"));
     assert_marked(&h, marks::STALE_RESPONSE_IGNORED);
@@ -1401,14 +1424,14 @@ fn invariant14_no_secret_leaves_the_auth_store() {
     }
     h.run_until_idle();
     h.turn("t1", 1);
-    let id = h.answer_until(Call::Model("t1", 1));
+    let id = h.answer_until(InFlightMatch::Model("t1", 1));
     h.answer_with(id, response(401, r#"{"error":"identity_expired"}"#));
     h.advance(61_000);
     h.turn("t2", 1);
     h.run_until_idle();
     h.set_auth(signed_in_to("acct-2"));
     h.turn("t1", 2);
-    let id = h.answer_until(Call::TaskRegister("t1"));
+    let id = h.answer_until(InFlightMatch::TaskRegister("t1"));
     h.answer_with(id, response(500, "oops"));
     h.fork("t3", "t2");
     h.run_until_idle();

@@ -17,6 +17,12 @@ pub use crate::limits::REQUEST_TIMEOUT_MS;
 /// How an `Authorization` header that carries an [`AgentAssertion`] begins (scheme and space).
 pub const ASSERTION_PREFIX: &str = "AgentAssertion ";
 
+/// The token of an `Authorization` header value in the `AgentAssertion` scheme (what follows
+/// [`ASSERTION_PREFIX`], not yet decoded); `None` for any other scheme.
+pub fn assertion_token(value: &str) -> Option<&str> {
+    value.strip_prefix(ASSERTION_PREFIX)
+}
+
 /// Path of the biscuit endpoint.
 pub const BISCUIT_PATH: &str = "/authenticate_app_v2";
 /// Path of identity registration.
@@ -33,6 +39,19 @@ pub const REQUEST_ID_PREFIX: &str = "codex-agent-identity-";
 /// Path of task registration for one runtime.
 pub fn task_register_path(agent_runtime_id: &str) -> String {
     format!("/v1/agent/{agent_runtime_id}/task/register")
+}
+
+/// The runtime id in a task registration path (without its query): the inverse of
+/// [`task_register_path`]; `None` for any other path.
+pub fn runtime_of_task_register_path(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1/agent/")?.strip_suffix("/task/register")
+}
+
+/// The path part of an absolute URL: everything from the first `/` after the authority (`/` when
+/// there is none), query included.
+pub fn url_path(url: &str) -> &str {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
 }
 
 /// HTTP method of a request core asks the driver to send.
@@ -73,10 +92,9 @@ impl HttpRequest {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    /// The path part of the URL (everything from the first `/` after the authority).
+    /// The path part of the URL ([`url_path`]).
     pub fn path(&self) -> &str {
-        let after_scheme = self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest);
-        after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
+        url_path(&self.url)
     }
 }
 
@@ -365,7 +383,7 @@ pub fn seal_base64(
 
 /// Decodes an `Authorization: AgentAssertion ...` header value into its JSON fields.
 pub fn parse_assertion_header(value: &str) -> Result<AgentAssertion, AssertionError> {
-    let encoded = value.strip_prefix(ASSERTION_PREFIX).ok_or(AssertionError::Malformed)?;
+    let encoded = assertion_token(value).ok_or(AssertionError::Malformed)?;
     let json = URL_SAFE_NO_PAD.decode(encoded.trim()).map_err(|_| AssertionError::Malformed)?;
     serde_json::from_slice(&json).map_err(|_| AssertionError::Malformed)
 }
@@ -444,7 +462,7 @@ mod tests {
     fn spec2_assertion_header_has_fields_in_wire_order_and_verifies() {
         let k = key(2);
         let header = k.assertion_header("agent-1", "task-1", "2026-04-18T14:02:11Z");
-        let encoded = header.strip_prefix("AgentAssertion ").unwrap();
+        let encoded = assertion_token(&header).unwrap();
         let json = String::from_utf8(URL_SAFE_NO_PAD.decode(encoded).unwrap()).unwrap();
         assert!(json.starts_with(r#"{"agent_runtime_id":"agent-1","signature":""#), "{json}");
         assert!(
@@ -463,6 +481,23 @@ mod tests {
     fn spec2_request_id_shape() {
         let id = request_id([0xfb; 16]);
         assert_eq!(id, "codex-agent-identity--_v7-_v7-_v7-_v7-_v7-w");
+    }
+
+    #[test]
+    fn spec2_wire_facts_build_and_read_back() {
+        assert_eq!(ASSERTION_PREFIX, "AgentAssertion ");
+        assert_eq!(assertion_token("AgentAssertion e30"), Some("e30"));
+        assert_eq!(assertion_token("Bearer e30"), None);
+        assert_eq!(task_register_path("agent-1"), "/v1/agent/agent-1/task/register");
+        assert_eq!(
+            runtime_of_task_register_path("/v1/agent/agent-1/task/register"),
+            Some("agent-1")
+        );
+        for other in [IDENTITY_REGISTER_PATH, "/v1/agent/task/register", "/v1/agent/a/task"] {
+            assert_eq!(runtime_of_task_register_path(other), None, "{other}");
+        }
+        assert_eq!(url_path("http://h:1/v1/responses?x=1"), "/v1/responses?x=1");
+        assert_eq!(url_path("http://h:1"), "/");
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub enum Observation<'a> {
     /// A scenario step begins: violations found from now on name step `index` (1-based).
     Step { index: usize },
     /// The policies of the process that starts next (a `restart` may change them).
-    Policies { flag: bool, persist_task: bool, reacquire: bool },
+    Policies { use_agent_identity: bool, persist_task: bool, reacquire: bool },
     /// A new process started: ensure numbers and what is in flight start again.
     ProcessStarted { generation: u32 },
     /// A turn was submitted.
@@ -92,7 +92,7 @@ struct TurnTrack {
 /// The checker's memory of the run.
 #[derive(Debug)]
 pub struct Checker {
-    flag: bool,
+    use_agent_identity: bool,
     persist_task: bool,
     reacquire: bool,
     /// The first violation, which stops the run.
@@ -129,9 +129,9 @@ pub struct Checker {
 
 impl Checker {
     /// A checker for a run with these policies.
-    pub fn new(flag: bool, persist_task: bool, reacquire: bool) -> Checker {
+    pub fn new(use_agent_identity: bool, persist_task: bool, reacquire: bool) -> Checker {
         Checker {
-            flag,
+            use_agent_identity,
             persist_task,
             reacquire,
             violation: None,
@@ -156,8 +156,8 @@ impl Checker {
     pub fn observe(&mut self, observation: Observation<'_>) {
         match observation {
             Observation::Step { index } => self.step = index,
-            Observation::Policies { flag, persist_task, reacquire } => {
-                self.flag = flag;
+            Observation::Policies { use_agent_identity, persist_task, reacquire } => {
+                self.use_agent_identity = use_agent_identity;
                 self.persist_task = persist_task;
                 self.reacquire = reacquire;
             }

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use agentsim_core::{
-    Command, Config, InFlight, RequestFailure, RequestId, ThreadId, Timestamp, TurnId,
+    Command, Config, ExpiryPolicy, InFlight, RequestFailure, RequestId, ThreadId, Timestamp, TurnId,
 };
 
 use crate::backend::{Backend, BackendConfig};
@@ -25,7 +25,7 @@ use crate::report::{EntryKind, RunReport};
 pub use crate::run::{
     replay_features, RunError, RunOptions, StoreKind, TransportKind, DEFAULT_SEED,
 };
-use crate::scenario::{Expiry, InitialIdentity, Moment, Scenario};
+use crate::scenario::{InitialIdentity, Moment, Scenario};
 use crate::seed;
 use crate::store::{FileStore, MemoryStore, RolloutStore};
 use crate::transport::{HttpTransport, MemoryTransport, SharedBackend, Transport, MEMORY_BASE_URL};
@@ -116,15 +116,16 @@ impl Sim {
             })?),
         };
         let config = Config {
-            use_agent_identity: c.flag,
-            expiry: world::expiry_policy(c.expiry),
+            use_agent_identity: c.use_agent_identity,
+            expiry: c.expiry,
             persist_task: c.persist_task,
             base_url: MEMORY_BASE_URL.to_owned(),
             ..Config::default()
         };
         let rules: Vec<FaultRule> = scenario.faults.iter().map(|f| f.value.clone()).collect();
         let faults = FaultPlan::new(rules, c.random_faults.clone());
-        let checker = Checker::new(c.flag, c.persist_task, c.expiry == Expiry::Reacquire);
+        let checker =
+            Checker::new(c.use_agent_identity, c.persist_task, c.expiry == ExpiryPolicy::Reacquire);
         let mut sim = Sim {
             seed,
             options: options.clone(),

@@ -48,7 +48,7 @@ impl Endpoint {
             agentsim_core::wire::BISCUIT_PATH => Some(Endpoint::Biscuit),
             agentsim_core::wire::IDENTITY_REGISTER_PATH => Some(Endpoint::IdentityRegister),
             agentsim_core::wire::MODEL_PATH => Some(Endpoint::Model),
-            p if p.starts_with("/v1/agent/") && p.ends_with("/task/register") => {
+            p if agentsim_core::wire::runtime_of_task_register_path(p).is_some() => {
                 Some(Endpoint::TaskRegister)
             }
             _ => None,

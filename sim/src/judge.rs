@@ -49,7 +49,7 @@ pub struct Judge {
 #[derive(Clone, Copy, Debug)]
 pub struct World<'a> {
     pub now: Timestamp,
-    pub flag: bool,
+    pub use_agent_identity: bool,
     pub reacquire: bool,
     pub persist_task: bool,
     pub current_runtime: Option<&'a str>,
@@ -178,7 +178,7 @@ impl Judge {
             let message = format!("{thread} {turn} asserted task {task_id}, which it never registered nor read from its own rollout");
             self.violate(Invariant::Ownership, step, message);
         }
-        if world.persist_task && world.flag && !written {
+        if world.persist_task && world.use_agent_identity && !written {
             let message = format!("{thread} {turn} asserted task {task_id} before its session_state line was appended");
             self.violate(Invariant::WriteAhead, step, message);
         }

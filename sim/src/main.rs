@@ -50,8 +50,8 @@ struct ScenarioArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// How backend calls travel.
-    #[arg(long, value_enum, default_value_t = Transport::Http)]
-    transport: Transport,
+    #[arg(long, value_enum, default_value_t = TransportKind::Http)]
+    transport: TransportKind,
     /// Where rollouts are kept during the run.
     #[arg(long, value_enum, default_value_t = Store::Memory)]
     store: Store,
@@ -64,14 +64,6 @@ struct ScenarioArgs {
     /// The scenarios folder (for names).
     #[arg(long, default_value_os_t = default_scenarios_dir())]
     scenarios: PathBuf,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Transport {
-    /// Real HTTP to a wiremock server on loopback.
-    Http,
-    /// In-process calls into the same backend model.
-    Memory,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -176,10 +168,7 @@ fn resolve(args: &ScenarioArgs) -> anyhow::Result<Scenario> {
 fn run_scenario(args: &ScenarioArgs) -> anyhow::Result<ExitCode> {
     let scenario = resolve(args)?;
     let seed = args.seed.or(scenario.config.seed).unwrap_or(sim::engine::DEFAULT_SEED);
-    let transport = match args.transport {
-        Transport::Http => TransportKind::Http,
-        Transport::Memory => TransportKind::Memory,
-    };
+    let transport = args.transport;
     // The seed and the replay command come first, so a killed run still shows them.
     if args.format == Format::Text {
         println!("scenario: {} ({})", scenario.name, scenario.description);

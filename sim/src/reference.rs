@@ -24,10 +24,10 @@ pub fn last_session_state_line(bytes: &[u8]) -> Option<(usize, Option<AgentTask>
 pub fn predict_resume(
     bytes: &[u8],
     current_runtime: Option<&str>,
-    flag: bool,
+    use_agent_identity: bool,
     persist_task: bool,
 ) -> Option<AgentTask> {
-    if !flag || !persist_task {
+    if !use_agent_identity || !persist_task {
         return None;
     }
     let task = last_session_state(bytes)??;

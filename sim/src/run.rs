@@ -2,14 +2,14 @@
 //! and the errors that stop it before a verdict. Both the engine and the report use these, so they
 //! live apart from either.
 
-/// Which transport carries backend calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// Which transport carries backend calls (also the CLI's `--transport`: the docs are its help).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum TransportKind {
-    /// Direct calls into the backend model.
+    /// Real HTTP to a wiremock server on loopback.
+    Http,
+    /// In-process calls into the same backend model.
     #[default]
     Memory,
-    /// Real HTTP to a `wiremock` server on loopback.
-    Http,
 }
 
 impl TransportKind {
@@ -77,7 +77,7 @@ pub enum RunError {
 /// normal build), so a printed replay command rebuilds the same lifecycle.
 pub fn replay_features() -> String {
     let features: Vec<String> =
-        agentsim_core::PLANTED_BUGS.iter().map(|f| format!("agentsim-core/{f}")).collect();
+        agentsim_core::planted_bugs().map(|f| format!("agentsim-core/{f}")).collect();
     if features.is_empty() {
         String::new()
     } else {

@@ -37,9 +37,10 @@ pub(super) const REGISTER: &str = "POST /v1/agent/register";
 /// A model request that carries no assertion, as [`assert_requests`] names it.
 pub(super) const MODEL: &str = "POST /v1/responses";
 
-/// A request a test waits for, by what it is for (the shape of [`InFlight`] stays here).
+/// A test's pattern over [`InFlight`]: the request it waits for, by thread name and whatever its
+/// ensure number (so the tests do not depend on the shape of [`InFlight`]).
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Call<'a> {
+pub(super) enum InFlightMatch<'a> {
     IdentityBiscuit,
     IdentityRegister,
     TaskBiscuit(&'a str),
@@ -47,14 +48,18 @@ pub(super) enum Call<'a> {
     Model(&'a str, u32),
 }
 
-impl Call<'_> {
+impl InFlightMatch<'_> {
     fn matches(self, in_flight: &InFlight) -> bool {
         match (self, in_flight) {
-            (Call::IdentityBiscuit, InFlight::IdentityBiscuit) => true,
-            (Call::IdentityRegister, InFlight::IdentityRegister) => true,
-            (Call::TaskBiscuit(t), InFlight::TaskBiscuit { thread, .. }) => thread.0 == t,
-            (Call::TaskRegister(t), InFlight::TaskRegister { thread, .. }) => thread.0 == t,
-            (Call::Model(t, n), InFlight::Model(thread, turn)) => thread.0 == t && turn.0 == n,
+            (InFlightMatch::IdentityBiscuit, InFlight::IdentityBiscuit) => true,
+            (InFlightMatch::IdentityRegister, InFlight::IdentityRegister) => true,
+            (InFlightMatch::TaskBiscuit(t), InFlight::TaskBiscuit { thread, .. }) => thread.0 == t,
+            (InFlightMatch::TaskRegister(t), InFlight::TaskRegister { thread, .. }) => {
+                thread.0 == t
+            }
+            (InFlightMatch::Model(t, n), InFlight::Model(thread, turn)) => {
+                thread.0 == t && turn.0 == n
+            }
             _ => false,
         }
     }
@@ -214,17 +219,15 @@ impl FakeBackend {
             return response(503, r#"{"error":"unavailable"}"#);
         }
         let path = request.path().to_owned();
+        if let (Method::Post, Some(runtime)) =
+            (request.method, wire::runtime_of_task_register_path(&path))
+        {
+            return self.register_task(now, request, runtime);
+        }
         match (request.method, path.as_str()) {
             (Method::Get, wire::BISCUIT_PATH) => self.mint_biscuit(request),
             (Method::Post, wire::IDENTITY_REGISTER_PATH) => self.register_identity(now, request),
             (Method::Post, wire::MODEL_PATH) => self.model(now, request),
-            (Method::Post, p) if p.starts_with("/v1/agent/") && p.ends_with("/task/register") => {
-                let runtime = p
-                    .trim_start_matches("/v1/agent/")
-                    .trim_end_matches("/task/register")
-                    .to_owned();
-                self.register_task(now, request, &runtime)
-            }
             (method, p) => panic!("the fake backend has no route for {} {p}", method.as_str()),
         }
     }
@@ -497,7 +500,7 @@ impl Harness {
 
     /// The request in flight for `what`.
     #[track_caller]
-    pub(super) fn pending(&self, what: Call<'_>) -> RequestId {
+    pub(super) fn pending(&self, what: InFlightMatch<'_>) -> RequestId {
         let in_flight = self.machine.in_flight();
         match in_flight.iter().find(|(_, w)| what.matches(w)) {
             Some((id, _)) => *id,
@@ -545,7 +548,7 @@ impl Harness {
     /// Answers requests oldest first until one for `what` is in flight, and returns it
     /// unanswered.
     #[track_caller]
-    pub(super) fn answer_until(&mut self, what: Call<'_>) -> RequestId {
+    pub(super) fn answer_until(&mut self, what: InFlightMatch<'_>) -> RequestId {
         for _ in 0..STEP_CAP {
             if let Some((id, _)) =
                 self.machine.in_flight().into_iter().find(|(_, w)| what.matches(w))
@@ -667,7 +670,7 @@ impl Harness {
     /// Spec invariants 1 and 7, checked on every request as it is sent.
     fn check_request(&self, request: &HttpRequest) {
         let assertion =
-            request.header("Authorization").filter(|v| v.starts_with("AgentAssertion "));
+            request.header("Authorization").filter(|v| wire::assertion_token(v).is_some());
         if !self.config.use_agent_identity {
             assert_eq!(
                 request.path(),
@@ -781,7 +784,7 @@ fn seed(process: u8) -> [u8; 32] {
 fn describe_request(request: &HttpRequest) -> String {
     let mut what = format!("{} {}", request.method.as_str(), request.path());
     if let Some(header) =
-        request.header("Authorization").filter(|v| v.starts_with("AgentAssertion "))
+        request.header("Authorization").filter(|v| wire::assertion_token(v).is_some())
     {
         let a = wire::parse_assertion_header(header).expect("a well-formed assertion");
         what.push_str(&format!(" as {}/{}", a.agent_runtime_id, a.task_id));

@@ -5,12 +5,13 @@
 
 use agentsim_core::time::Timestamp;
 use agentsim_core::wire::{
-    parse_ssh_public_key, verify_signature, HttpRequest, IdentityRegistrationRequest, Method,
-    TaskRegistrationRequest, BISCUIT_REQUEST_HEADER, REQUEST_ID_PREFIX,
+    parse_ssh_public_key, runtime_of_task_register_path, verify_signature, HttpRequest,
+    IdentityRegistrationRequest, Method, TaskRegistrationRequest, BISCUIT_REQUEST_HEADER,
+    REQUEST_ID_PREFIX,
 };
 use ed25519_dalek::VerifyingKey;
 
-use super::http::{path_of, runtime_of_task_path, url_path};
+use super::http::{path_of, url_path};
 use super::Backend;
 use crate::fault::Endpoint;
 
@@ -135,7 +136,8 @@ impl Backend {
     fn admit_task(&self, request: &HttpRequest) -> Result<Admitted, Refusal> {
         self.admit_biscuit_header(request)?;
         let body: TaskRegistrationRequest = parse_body(request)?;
-        let agent_runtime_id = runtime_of_task_path(path_of(request));
+        let agent_runtime_id = runtime_of_task_register_path(path_of(request))
+            .expect("only a task registration path is admitted as one");
         let Some(record) = self.runtimes.get(agent_runtime_id) else {
             return Err(Refusal::answer(404, "unknown_runtime"));
         };

@@ -3,15 +3,20 @@
 //! the backend's clock, from an identity that is still valid.
 
 use agentsim_core::time::Timestamp;
-use agentsim_core::wire::{parse_assertion_header, verify_assertion, HttpRequest};
+use agentsim_core::wire::{
+    parse_assertion_header, verify_assertion, HttpRequest, ASSERTION_PREFIX,
+};
 
 use super::admit::{Admitted, Refusal};
 use super::{Backend, ASSERTION_MAX_SKEW_SECS};
 
 impl Backend {
     pub(super) fn admit_model(&self, request: &HttpRequest) -> Result<Admitted, Refusal> {
+        // The scheme without its space: a header in it that is malformed in any way (even in
+        // that space) is refused as malformed, not taken for a request without an assertion.
+        let scheme = ASSERTION_PREFIX.trim_end();
         let assertion_header = request.headers.iter().find_map(|(name, value)| {
-            (name.eq_ignore_ascii_case("Authorization") && value.starts_with("AgentAssertion"))
+            (name.eq_ignore_ascii_case("Authorization") && value.starts_with(scheme))
                 .then_some(value.as_str())
         });
         let Some(header) = assertion_header else { return Ok(Admitted::Model) };

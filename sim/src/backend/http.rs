@@ -1,6 +1,6 @@
 //! The shape of HTTP requests and answers: paths without their query, JSON bodies.
 
-use agentsim_core::wire::{HttpRequest, HttpResponse};
+use agentsim_core::wire::{self, HttpRequest, HttpResponse};
 
 use super::JSON_CONTENT_TYPE;
 
@@ -9,20 +9,13 @@ pub(super) fn path_of(request: &HttpRequest) -> &str {
     strip_query(request.path())
 }
 
-/// The path of an absolute URL (the same rule as [`HttpRequest::path`]) without its query.
+/// The path of an absolute URL without its query.
 pub(super) fn url_path(url: &str) -> &str {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    strip_query(after_scheme.find('/').map_or("/", |i| &after_scheme[i..]))
+    strip_query(wire::url_path(url))
 }
 
 fn strip_query(path: &str) -> &str {
     path.split('?').next().unwrap_or(path)
-}
-
-/// The runtime id in `/v1/agent/{runtime}/task/register` (the caller matched the shape).
-pub(super) fn runtime_of_task_path(path: &str) -> &str {
-    let rest = path.strip_prefix("/v1/agent/").unwrap_or(path);
-    rest.strip_suffix("/task/register").unwrap_or(rest)
 }
 
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {

@@ -4,8 +4,8 @@ use super::faults::expected_field;
 use super::*;
 use agentsim_core::wire::{
     request_id, task_register_path, Abom, IdentityKey, IdentityRegistrationRequest, Method,
-    TaskRegistrationRequest, TaskRegistrationResponse, BISCUIT_PATH, BISCUIT_REQUEST_HEADER,
-    BISCUIT_RESPONSE_HEADER, IDENTITY_REGISTER_PATH, MODEL_PATH,
+    TaskRegistrationRequest, TaskRegistrationResponse, ASSERTION_PREFIX, BISCUIT_PATH,
+    BISCUIT_REQUEST_HEADER, BISCUIT_RESPONSE_HEADER, IDENTITY_REGISTER_PATH, MODEL_PATH,
 };
 
 const BASE: &str = "http://backend.invalid";
@@ -368,7 +368,7 @@ fn bad_assertions_are_invalid_and_recorded() {
     let other_key = IdentityKey::from_seed([8; 32]);
     let other_runtime = register_identity(&mut backend, &other_key).agent_runtime_id;
     for header in [
-        "AgentAssertion !!!".to_owned(),
+        format!("{ASSERTION_PREFIX}!!!"),
         assertion(&other_key, &other_runtime, &task),
         assertion(&other_key, &runtime, &task),
         assertion(&key, &runtime, "task_unknown"),

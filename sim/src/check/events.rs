@@ -22,7 +22,7 @@ impl Checker {
                         format!("a failed prewarm emitted an error event on {}", event.thread),
                     );
                 }
-                if !self.flag && failure.is_agent() {
+                if !self.use_agent_identity && failure.is_agent() {
                     self.violate(
                         Invariant::FlagOff,
                         step,

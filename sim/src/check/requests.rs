@@ -84,7 +84,7 @@ impl Checker {
             endpoint,
             Some(Endpoint::Biscuit | Endpoint::IdentityRegister | Endpoint::TaskRegister)
         );
-        if !self.flag && agent_call {
+        if !self.use_agent_identity && agent_call {
             self.violate(
                 Invariant::FlagOff,
                 step,

@@ -22,7 +22,7 @@ impl Checker {
     ) {
         let step = self.step;
         let RolloutItem::SessionState(value) = item else { return };
-        if !self.flag {
+        if !self.use_agent_identity {
             self.violate(
                 Invariant::FlagOff,
                 step,
@@ -98,7 +98,8 @@ impl Checker {
                 );
             }
         }
-        let predicted = reference::predict_resume(bytes, current, self.flag, self.persist_task);
+        let predicted =
+            reference::predict_resume(bytes, current, self.use_agent_identity, self.persist_task);
         if predicted.as_ref() != restored {
             self.violate(
                 Invariant::ResumeReadOnly,
@@ -152,7 +153,7 @@ impl Checker {
         if !same_current {
             self.last_current = Some(current.map(str::to_owned));
         }
-        if !self.persist_task || !self.flag {
+        if !self.persist_task || !self.use_agent_identity {
             return;
         }
         let threads: Box<dyn Iterator<Item = &ThreadId>> = if all || !same_current {

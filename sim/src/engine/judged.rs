@@ -25,7 +25,7 @@ impl Sim {
         let config = &self.world.config;
         let world = judge::World {
             now: self.now,
-            flag: config.use_agent_identity,
+            use_agent_identity: config.use_agent_identity,
             reacquire: config.expiry == ExpiryPolicy::Reacquire,
             persist_task: config.persist_task,
             current_runtime: current.as_deref(),
@@ -63,7 +63,7 @@ pub(super) fn core_state(machine: &Lifecycle, now: Timestamp) -> oracle::State {
     let config = machine.config();
     oracle::State {
         policy: oracle::Policy {
-            flag: config.use_agent_identity,
+            use_agent_identity: config.use_agent_identity,
             reacquire: config.expiry == ExpiryPolicy::Reacquire,
             persist_task: config.persist_task,
         },

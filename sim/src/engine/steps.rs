@@ -138,7 +138,7 @@ impl Sim {
                 .ok_or_else(|| format!("thread {thread:?} has no rollout to resume"))?,
             ResumeSource::File(path) => {
                 let full = scenario.resolve(path);
-                let bytes = std::fs::read(&full)
+                let bytes = crate::store::read_rollout_file(&full)
                     .map_err(|e| format!("cannot read rollout {}: {e}", full.display()))?;
                 if self.host.store.exists(thread) {
                     return Err(format!(

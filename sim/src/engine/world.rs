@@ -13,7 +13,7 @@ use rand_core::RngCore as _;
 use super::ledger::Ledger;
 use crate::backend::Backend;
 use crate::check::Observation;
-use crate::scenario::{AuthSpec, ConfigChange, Expiry};
+use crate::scenario::{AuthSpec, ConfigChange};
 use crate::seed;
 use crate::transport::SharedBackend;
 
@@ -163,18 +163,18 @@ impl World {
         if *change == ConfigChange::default() {
             return;
         }
-        if let Some(flag) = change.flag {
+        if let Some(flag) = change.use_agent_identity {
             self.config.use_agent_identity = flag;
         }
         if let Some(expiry) = change.expiry {
-            self.config.expiry = expiry_policy(expiry);
+            self.config.expiry = expiry;
         }
         if let Some(persist) = change.persist_task {
             self.config.persist_task = persist;
         }
         let c = &self.config;
         ledger.observe(Observation::Policies {
-            flag: c.use_agent_identity,
+            use_agent_identity: c.use_agent_identity,
             persist_task: c.persist_task,
             reacquire: c.expiry == ExpiryPolicy::Reacquire,
         });
@@ -216,14 +216,6 @@ impl World {
     pub(super) fn current_runtime(&self, now: Timestamp) -> Option<String> {
         let backend = self.backend.lock().expect("backend lock");
         self.judged_current_runtime(now, &backend)
-    }
-}
-
-/// Core's expiry policy for the scenario's.
-pub(super) fn expiry_policy(expiry: Expiry) -> ExpiryPolicy {
-    match expiry {
-        Expiry::Reacquire => ExpiryPolicy::Reacquire,
-        Expiry::AsShipped => ExpiryPolicy::AsShipped,
     }
 }
 

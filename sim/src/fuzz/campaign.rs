@@ -34,8 +34,8 @@ pub struct FuzzArgs {
     #[arg(long, value_name = "I/N", value_parser = parse_shard, default_value = "0/1")]
     pub shard: Shard,
     /// How backend calls travel.
-    #[arg(long, value_enum, default_value_t = FuzzTransport::Memory)]
-    pub transport: FuzzTransport,
+    #[arg(long, value_enum, default_value_t = TransportKind::Memory)]
+    pub transport: TransportKind,
     /// Where a failing case is written, as `fuzz-<seed>.scn`.
     #[arg(long, value_name = "DIR", default_value = "fuzz-failures")]
     pub out: PathBuf,
@@ -78,25 +78,6 @@ pub struct Shard {
 impl std::fmt::Display for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-/// How `sim fuzz` reaches the backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum FuzzTransport {
-    /// In-process calls into the backend model (fast).
-    Memory,
-    /// Real HTTP to a wiremock server on loopback.
-    Http,
-}
-
-impl FuzzTransport {
-    /// The engine's transport.
-    pub fn kind(self) -> TransportKind {
-        match self {
-            FuzzTransport::Memory => TransportKind::Memory,
-            FuzzTransport::Http => TransportKind::Http,
-        }
     }
 }
 
@@ -193,7 +174,7 @@ impl CampaignStats {
 // Wall-clock reads here only pace the progress line and bound the time budgets; no case sees them.
 #[allow(clippy::disallowed_methods)]
 pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
-    let transport = args.transport.kind();
+    let transport = args.transport;
     let base = args.seed;
     // The seed and the replay command come first, so a killed run still shows them.
     let cases = args.case_count();
@@ -287,7 +268,7 @@ fn search(
     cases: u64,
     started: Instant,
 ) -> (CampaignStats, Option<Found>, Progress) {
-    let transport = args.transport.kind();
+    let transport = args.transport;
     let case_at = |j: u64| -> Option<(u64, u64)> {
         match args.case_seed {
             Some(seed) => (j == 0).then_some((0, seed)),

@@ -6,12 +6,13 @@
 
 use std::collections::BTreeMap;
 
+use agentsim_core::ExpiryPolicy;
 use proptest::prelude::*;
 use proptest::sample::subsequence;
 
 use crate::damage::DamageKind;
 use crate::fault::{Endpoint, FaultKind, RandomFaults};
-use crate::scenario::{ConfigChange, Expiry, InitialIdentity, Moment};
+use crate::scenario::{ConfigChange, InitialIdentity, Moment};
 
 /// The most abstract ops one case has before its liveness phase.
 pub const MAX_OPS: usize = 44;
@@ -35,11 +36,11 @@ pub struct Swarm {
     /// How many thread names the case may use (1 to 4); forks use them too.
     pub threads: u8,
     /// The expiry policy.
-    pub expiry: Expiry,
+    pub expiry: ExpiryPolicy,
     /// `persist_task`.
     pub persist_task: bool,
     /// The `use_agent_identity` flag.
-    pub flag: bool,
+    pub use_agent_identity: bool,
     /// The backend's identity TTL.
     pub identity_ttl_ms: Option<u64>,
     /// What the auth store holds at the start.
@@ -190,7 +191,7 @@ pub fn body_strategy() -> BoxedStrategy<(Swarm, Vec<Op>)> {
 pub fn swarm_strategy() -> impl Strategy<Value = Swarm> {
     let policies = (
         1u8..=4,
-        prop_oneof![3 => Just(Expiry::Reacquire), 1 => Just(Expiry::AsShipped)],
+        prop_oneof![3 => Just(ExpiryPolicy::Reacquire), 1 => Just(ExpiryPolicy::AsShipped)],
         prop_oneof![4 => Just(true), 1 => Just(false)],
         prop_oneof![9 => Just(true), 1 => Just(false)],
     );
@@ -231,7 +232,7 @@ pub fn swarm_strategy() -> impl Strategy<Value = Swarm> {
     );
     (policies, world, edges).prop_map(
         |(
-            (threads, expiry, persist_task, flag),
+            (threads, expiry, persist_task, use_agent_identity),
             (identity_ttl_ms, identity, auth, latency_ms, faults, world_events),
             (edges, edge_ttl, edge_latency, prewarm_storm),
         )| {
@@ -239,7 +240,7 @@ pub fn swarm_strategy() -> impl Strategy<Value = Swarm> {
                 threads,
                 expiry,
                 persist_task,
-                flag,
+                use_agent_identity,
                 identity_ttl_ms,
                 identity,
                 auth,
@@ -397,13 +398,17 @@ fn world_choice_strategy() -> impl Strategy<Value = WorldChoice> {
 
 /// A policy change that changes something (each field may stay as it is, not all of them).
 fn reconfigure_strategy() -> impl Strategy<Value = ConfigChange> {
-    let expiry = prop_oneof![Just(Expiry::Reacquire), Just(Expiry::AsShipped)];
+    let expiry = prop_oneof![Just(ExpiryPolicy::Reacquire), Just(ExpiryPolicy::AsShipped)];
     (
         proptest::option::of(any::<bool>()),
         proptest::option::of(expiry),
         proptest::option::of(any::<bool>()),
     )
-        .prop_map(|(flag, expiry, persist_task)| ConfigChange { flag, expiry, persist_task })
+        .prop_map(|(use_agent_identity, expiry, persist_task)| ConfigChange {
+            use_agent_identity,
+            expiry,
+            persist_task,
+        })
         .prop_filter("a change changes something", |c| *c != ConfigChange::default())
 }
 

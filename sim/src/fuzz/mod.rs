@@ -42,23 +42,21 @@ pub use campaign::FuzzArgs;
 pub use gen::{case_strategy, AdvanceBy, AuthChoice, Op, Swarm};
 pub use model::Plan;
 
-/// The deliberately planted bugs of `agentsim-core` (cargo features, off by default), with the
-/// command that shows the fuzzer finding each. `tests/fuzz.rs` checks this list against
-/// `core/Cargo.toml`.
-pub const PLANTED_BUGS: &[PlantedBug] = &[
-    PlantedBug {
+/// What the fuzzer knows of each of `agentsim-core`'s planted bugs
+/// ([`agentsim_core::PLANTED_BUGS`], the list of their names), keyed by feature. `tests/fuzz.rs`
+/// checks that the two lists name the same bugs.
+pub const PLANTED_BUG_DETAILS: &[PlantedBugDetails] = &[
+    PlantedBugDetails {
         feature: "planted-bug-restore-without-runtime-check",
         what: "resume restores a persisted task without checking its runtime (against rule 13)",
-        command: "cargo run --release -p sim --features agentsim-core/planted-bug-restore-without-runtime-check -- fuzz --cases 10000 --out /tmp/x",
         // A scenario the fuzzer wrote for it (shrunk): invariant 2 breaks at `resume A`.
         example: "description: planted bug restore-without-runtime-check: a task of a rotated identity is restored\n\
                   seed: 1970210619700663050\n\nstart A\nturn A\nrestart\nrotate_identity\nheal\nresume A\nsettle\nturn A\n\n\
                   expect task A current\nexpect last_state A task\n",
     },
-    PlantedBug {
+    PlantedBugDetails {
         feature: "planted-bug-prewarm-before-restore",
         what: "resume prewarms before it restores (against rule 2)",
-        command: "cargo run --release -p sim --features agentsim-core/planted-bug-prewarm-before-restore -- fuzz --cases 10000 --out /tmp/x",
         // A scenario the fuzzer wrote for it (shrunk): the resume registers a second task.
         example: "description: planted bug prewarm-before-restore: a resume that restores a current task registers none\n\
                   seed: 10027847721570826559\n\nstart A\nturn A\nrestart\nheal\nresume A\nsettle\nturn A\n\n\
@@ -67,18 +65,27 @@ pub const PLANTED_BUGS: &[PlantedBug] = &[
     },
 ];
 
-/// One planted bug of `agentsim-core`.
+/// What the fuzzer knows of one planted bug of `agentsim-core`.
 #[derive(Clone, Copy, Debug)]
-pub struct PlantedBug {
-    /// The cargo feature of `agentsim-core` that plants it.
+pub struct PlantedBugDetails {
+    /// The cargo feature of `agentsim-core` that plants it: its name in
+    /// [`agentsim_core::PLANTED_BUGS`].
     pub feature: &'static str,
     /// What the bug does.
     pub what: &'static str,
-    /// The command that fuzzes a build with the bug planted.
-    pub command: &'static str,
     /// The shrunk scenario the fuzzer wrote for it: it passes in a build without the bug and
     /// fails in one with it.
     pub example: &'static str,
+}
+
+impl PlantedBugDetails {
+    /// The command that fuzzes a build with the bug planted.
+    pub fn command(&self) -> String {
+        format!(
+            "cargo run --release -p sim --features agentsim-core/{} -- fuzz --cases 10000 --out /tmp/x",
+            self.feature
+        )
+    }
 }
 
 /// Failures the fuzzer keeps finding that are already reported and not yet fixed. A campaign

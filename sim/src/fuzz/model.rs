@@ -29,12 +29,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use agentsim_core::ExpiryPolicy;
+
 use super::gen::{AdvanceBy, AuthChoice, Op, Swarm};
 use super::FuzzCase;
 use crate::fault::Endpoint;
 use crate::scenario::{
-    AuthSpec, Cmp, ConfigChange, CrashPoint, Expect, Expiry, LastStateExpect, Located,
-    ResumeSource, Scenario, ScenarioConfig, Step, TaskExpect,
+    AuthSpec, Cmp, ConfigChange, CrashPoint, Expect, LastStateExpect, Located, ResumeSource,
+    Scenario, ScenarioConfig, Step, TaskExpect,
 };
 
 mod edges;
@@ -94,7 +96,7 @@ pub fn plan(case: &FuzzCase) -> Plan {
         seed: Some(case.seed),
         expiry: swarm.expiry,
         persist_task: swarm.persist_task,
-        flag: swarm.flag,
+        use_agent_identity: swarm.use_agent_identity,
         identity_ttl_ms: swarm.identity_ttl_ms,
         identity: swarm.identity,
         auth: auth_spec(swarm.auth),
@@ -163,11 +165,11 @@ struct Model<'a> {
     /// No world event so far: rotation, expiry, revocation, auth change, armed crash.
     world_quiet: bool,
     /// The running process's policies (the swarm's, until a `restart` changes them).
-    flag: bool,
+    use_agent_identity: bool,
     persist_task: bool,
-    expiry: Expiry,
+    expiry: ExpiryPolicy,
     /// Some process ran with the flag on.
-    ever_flag_on: bool,
+    ever_used_agent_identity: bool,
     /// Some process ran with the flag on and `persist_task` on, so it may have written lines.
     ever_persisting: bool,
 }
@@ -189,11 +191,11 @@ impl<'a> Model<'a> {
             auth: swarm.auth,
             tainted: false,
             world_quiet: true,
-            flag: swarm.flag,
+            use_agent_identity: swarm.use_agent_identity,
             persist_task: swarm.persist_task,
             expiry: swarm.expiry,
-            ever_flag_on: swarm.flag,
-            ever_persisting: swarm.flag && swarm.persist_task,
+            ever_used_agent_identity: swarm.use_agent_identity,
+            ever_persisting: swarm.use_agent_identity && swarm.persist_task,
         }
     }
 
@@ -332,11 +334,12 @@ impl<'a> Model<'a> {
                 t.rollout = true;
             }
             Step::Restart(change) => {
-                self.flag = change.flag.unwrap_or(self.flag);
+                self.use_agent_identity =
+                    change.use_agent_identity.unwrap_or(self.use_agent_identity);
                 self.persist_task = change.persist_task.unwrap_or(self.persist_task);
                 self.expiry = change.expiry.unwrap_or(self.expiry);
-                self.ever_flag_on |= self.flag;
-                self.ever_persisting |= self.flag && self.persist_task;
+                self.ever_used_agent_identity |= self.use_agent_identity;
+                self.ever_persisting |= self.use_agent_identity && self.persist_task;
                 self.process_up = true;
                 self.process_dead = false;
                 self.append_armed = false;
@@ -453,8 +456,8 @@ impl<'a> Model<'a> {
             return false;
         }
         self.push(Step::Settle);
-        if self.flag {
-            let reacquire = self.expiry == Expiry::Reacquire;
+        if self.use_agent_identity {
+            let reacquire = self.expiry == ExpiryPolicy::Reacquire;
             if let Some(ttl) = self.swarm.identity_ttl_ms.filter(|_| reacquire) {
                 // Every identity so far counts as expired: the turns below register a fresh one,
                 // valid for longer than the phase lasts.
@@ -492,7 +495,7 @@ impl<'a> Model<'a> {
                 });
             }
         };
-        if !self.ever_flag_on {
+        if !self.ever_used_agent_identity {
             for endpoint in [Endpoint::Biscuit, Endpoint::IdentityRegister, Endpoint::TaskRegister]
             {
                 out.push(Expect::Requests { endpoint, cmp: Cmp::Eq, count: 0 });
@@ -501,7 +504,7 @@ impl<'a> Model<'a> {
         if !self.ever_persisting {
             no_state_lines(&mut out);
         }
-        if !self.flag {
+        if !self.use_agent_identity {
             for thread in &live {
                 out.push(Expect::Task { thread: thread.clone(), state: TaskExpect::None });
             }

@@ -26,9 +26,9 @@ use agentsim_core::{
     Auth, Command, Config, ExpiryPolicy, Lifecycle, RequestId, StoredIdentity, ThreadId,
 };
 
-pub use observe::{assertion_of, runtime_of_task_path, Asserted};
+pub use observe::{assertion_of, Asserted};
 pub use seen::{classify, Seen};
-pub use terms::{rfc3339_secs, Ident, Out, Pend, Policy, Request, State, Task, Workspace};
+pub use terms::{rfc3339_secs, Ident, Operation, Out, Policy, Request, State, Task, Workspace};
 
 use crate::reference;
 
@@ -59,7 +59,7 @@ pub struct Oracle {
     /// Whether the driver was told.
     blind_told: bool,
     /// Core's requests in flight, by what the model knows them as.
-    bound: BTreeMap<RequestId, Pend>,
+    bound: BTreeMap<RequestId, Operation>,
     /// The input the pending predictions answer, for reports.
     input: String,
     /// The request the last input answered, if it did.
@@ -85,7 +85,7 @@ impl Oracle {
         stored: Option<&StoredIdentity>,
     ) {
         let policy = Policy {
-            flag: config.use_agent_identity,
+            use_agent_identity: config.use_agent_identity,
             reacquire: config.expiry == ExpiryPolicy::Reacquire,
             persist_task: config.persist_task,
         };
@@ -153,8 +153,8 @@ impl Oracle {
         for command in commands {
             let Some(out) = observe::observe(command, machine) else { continue };
             if let (Out::Send(request), Command::Send { id, .. }) = (&out, command) {
-                if let Some(pend) = pend_of(request) {
-                    self.bound.insert(*id, pend);
+                if let Some(operation) = operation_of(request) {
+                    self.bound.insert(*id, operation);
                     sent.push(*id);
                 }
             }
@@ -297,14 +297,14 @@ impl Oracle {
     }
 }
 
-/// The request core's answer routes to, as the model names it.
-fn pend_of(request: &Request) -> Option<Pend> {
+/// The operation core's answer routes to, as the model names it.
+fn operation_of(request: &Request) -> Option<Operation> {
     Some(match request {
-        Request::IdentityBiscuit | Request::IdentityRegister => Pend::Identity,
+        Request::IdentityBiscuit | Request::IdentityRegister => Operation::Identity,
         Request::TaskBiscuit { thread } | Request::TaskRegister { thread, .. } => {
-            Pend::Task(thread.clone())
+            Operation::Task(thread.clone())
         }
-        Request::Model { thread, .. } => Pend::Model(thread.clone()),
+        Request::Model { thread, .. } => Operation::Model(thread.clone()),
         Request::Unknown { .. } => return None,
     })
 }

@@ -18,7 +18,7 @@ use agentsim_core::{Failure, Timestamp};
 
 use super::seen::Seen;
 use super::terms::{
-    rfc3339_secs, Ev, Ident, Line, Origin, Out, Pend, Policy, Request, State, Task, Workspace,
+    rfc3339_secs, Ev, Ident, Line, Operation, Origin, Out, Policy, Request, State, Task, Workspace,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +136,7 @@ impl Model {
     pub fn resume(&mut self, now: Timestamp, thread: &str, last: Option<Option<Task>>) {
         self.threads.insert(thread.to_owned(), Thread::default());
         self.touched.insert(thread.to_owned());
-        if !self.policy.flag {
+        if !self.policy.use_agent_identity {
             return;
         }
         if let (Some(last), true) = (last, self.policy.persist_task) {
@@ -153,7 +153,7 @@ impl Model {
     pub fn fork(&mut self, now: Timestamp, thread: &str, last: Option<Option<Task>>) {
         self.threads.insert(thread.to_owned(), Thread::default());
         self.touched.insert(thread.to_owned());
-        if !self.policy.flag {
+        if !self.policy.use_agent_identity {
             return;
         }
         if self.policy.persist_task {
@@ -179,7 +179,7 @@ impl Model {
     /// The user's auth changed (rule 3: a late sign-in registers with no restart).
     pub fn auth_changed(&mut self, now: Timestamp, workspace: Option<Workspace>) {
         self.workspace = workspace;
-        if !self.policy.flag {
+        if !self.policy.use_agent_identity {
             return;
         }
         self.adopt_everywhere(now);
@@ -196,7 +196,7 @@ impl Model {
     /// Another process replaced the auth store's identity.
     pub fn identity_replaced(&mut self, now: Timestamp, stored: Option<Ident>) {
         self.identity = stored;
-        if self.policy.flag && self.usable(now).is_some() {
+        if self.policy.use_agent_identity && self.usable(now).is_some() {
             self.adopt_everywhere(now);
             self.prewarm_waiters(now);
         }
@@ -204,22 +204,22 @@ impl Model {
 
     /// The answer to a request arrived (or it failed: [`Seen::NoAnswer`]). `request` numbers
     /// it in the run, for task origins.
-    pub fn answer(&mut self, now: Timestamp, pend: &Pend, seen: Seen, request: u64) {
-        match pend {
-            Pend::Identity => match self.registering.as_ref().map(|(_, past)| *past) {
+    pub fn answer(&mut self, now: Timestamp, operation: &Operation, seen: Seen, request: u64) {
+        match operation {
+            Operation::Identity => match self.registering.as_ref().map(|(_, past)| *past) {
                 Some(false) => self.identity_biscuit_done(now, seen),
                 Some(true) => self.identity_register_done(now, seen),
                 None => {}
             },
-            Pend::Task(thread) => self.task_answer(now, thread, seen, request),
-            Pend::Model(thread) => self.model_done(now, thread, seen),
+            Operation::Task(thread) => self.task_answer(now, thread, seen, request),
+            Operation::Model(thread) => self.model_done(now, thread, seen),
         }
     }
 
     // ---- session start ------------------------------------------------------------------
 
     fn session_start(&mut self, now: Timestamp, thread: &str) {
-        if !self.policy.flag {
+        if !self.policy.use_agent_identity {
             return;
         }
         if self.usable(now).is_some() {
@@ -242,7 +242,7 @@ impl Model {
     // ---- ensure (rules 6 to 11) ---------------------------------------------------------
 
     fn ensure(&mut self, now: Timestamp, thread: &str, waiter: Waiter) {
-        if !self.policy.flag {
+        if !self.policy.use_agent_identity {
             self.resolve(now, thread, waiter, Ok(None));
             return;
         }
@@ -474,7 +474,7 @@ impl Model {
 
     /// The slot's identity when it may be used now.
     fn usable(&self, now: Timestamp) -> Option<&Ident> {
-        let workspace = self.workspace.as_ref().filter(|_| self.policy.flag)?;
+        let workspace = self.workspace.as_ref().filter(|_| self.policy.use_agent_identity)?;
         let identity = self.identity.as_ref()?;
         let expired = self.policy.reacquire && identity.expires_at.is_some_and(|at| now >= at);
         (identity.workspace.same_as(workspace) && !expired).then_some(identity)

@@ -1,9 +1,10 @@
 //! Core's commands, read the way the comparison sees them ([`Out`]). The request readings here
-//! are the oracle's own (path shapes, the `AgentAssertion` header decoded with base64 and JSON):
-//! nothing of core's protocol code decides what a request was.
+//! are the oracle's own (the `AgentAssertion` token decoded with base64 and JSON), on top of the
+//! wire format's facts (paths, the header's scheme) from `wire`'s pure helpers: nothing of core's
+//! protocol code decides what a request was.
 
 use agentsim_core::output::{Command, EventKind};
-use agentsim_core::wire::HttpRequest;
+use agentsim_core::wire::{self, HttpRequest};
 use agentsim_core::{InFlight, Lifecycle, RolloutItem};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -24,7 +25,7 @@ pub struct Asserted {
 /// value or a malformed one.
 pub fn assertion_of(request: &HttpRequest) -> Option<Result<Asserted, ()>> {
     let value = request.header("Authorization")?;
-    let encoded = value.strip_prefix("AgentAssertion ")?;
+    let encoded = wire::assertion_token(value)?;
     let decode = || -> Option<Asserted> {
         let json: Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded.trim()).ok()?).ok()?;
@@ -36,11 +37,6 @@ pub fn assertion_of(request: &HttpRequest) -> Option<Result<Asserted, ()>> {
         })
     };
     Some(decode().ok_or(()))
-}
-
-/// The runtime id in `/v1/agent/{runtime}/task/register`.
-pub fn runtime_of_task_path(path: &str) -> Option<&str> {
-    path.strip_prefix("/v1/agent/")?.strip_suffix("/task/register")
 }
 
 /// One command as the comparison sees it; `None` for what the model does not predict (logs,
@@ -82,7 +78,7 @@ fn request_of(request: &HttpRequest, what: Option<InFlight>) -> Request {
     match Endpoint::of_path(path) {
         Some(Endpoint::Biscuit) => {
             let target = request.header("X-Original-Url").unwrap_or_default();
-            if target.ends_with("/task/register") {
+            if wire::runtime_of_task_register_path(wire::url_path(target)).is_some() {
                 Request::TaskBiscuit { thread }
             } else {
                 Request::IdentityBiscuit
@@ -90,7 +86,8 @@ fn request_of(request: &HttpRequest, what: Option<InFlight>) -> Request {
         }
         Some(Endpoint::IdentityRegister) => Request::IdentityRegister,
         Some(Endpoint::TaskRegister) => {
-            let agent_runtime_id = runtime_of_task_path(path).unwrap_or_default().to_owned();
+            let agent_runtime_id =
+                wire::runtime_of_task_register_path(path).unwrap_or_default().to_owned();
             Request::TaskRegister { thread, agent_runtime_id }
         }
         Some(Endpoint::Model) => {

@@ -59,14 +59,15 @@ pub struct Ident {
 /// A process's policies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
-    pub flag: bool,
+    pub use_agent_identity: bool,
     pub reacquire: bool,
     pub persist_task: bool,
 }
 
-/// Which request of the client a prediction or an answer is about.
+/// The reference model's operation a request belongs to, named from the observed [`Request`]:
+/// the request's answer goes to it. The oracle's own account; core's `InFlight` is what it checks.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Pend {
+pub enum Operation {
     /// The process's identity registration (its biscuit, then the registration).
     Identity,
     /// A thread's task registration (its biscuit, then the registration).

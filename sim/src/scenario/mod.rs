@@ -17,6 +17,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use agentsim_core::ExpiryPolicy;
+
 pub use crate::damage::DamageKind;
 use crate::fault::{Endpoint, FaultRule, RandomFaults};
 
@@ -61,11 +63,11 @@ pub struct ScenarioConfig {
     /// The master seed; `None` lets the runner pick (and print) one.
     pub seed: Option<u64>,
     /// What the core does when the backend says the identity expired.
-    pub expiry: Expiry,
+    pub expiry: ExpiryPolicy,
     /// Whether tasks are persisted to the rollout as `session_state` lines.
     pub persist_task: bool,
-    /// The `use_agent_identity` feature flag.
-    pub flag: bool,
+    /// The `use_agent_identity` feature flag (the `flag:` key).
+    pub use_agent_identity: bool,
     /// How long the backend keeps an identity valid; `None` means forever.
     pub identity_ttl_ms: Option<u64>,
     /// What the auth store holds when the run starts.
@@ -82,9 +84,9 @@ impl Default for ScenarioConfig {
     fn default() -> ScenarioConfig {
         ScenarioConfig {
             seed: None,
-            expiry: Expiry::Reacquire,
+            expiry: ExpiryPolicy::Reacquire,
             persist_task: true,
-            flag: true,
+            use_agent_identity: true,
             identity_ttl_ms: None,
             identity: InitialIdentity::None,
             auth: AuthSpec::ChatGpt { account: "acct-1".into(), user: Some("user-1".into()) },
@@ -92,15 +94,6 @@ impl Default for ScenarioConfig {
             random_faults: RandomFaults::default(),
         }
     }
-}
-
-/// The expiry policy (spec rules 18 and 19).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Expiry {
-    /// An expired identity counts as absent; a 401 `identity_expired` registers a new one.
-    Reacquire,
-    /// The reference design: the stored identity is kept while the backend refuses it.
-    AsShipped,
 }
 
 /// What the auth store holds at the start of the run.
@@ -132,10 +125,10 @@ pub enum AuthSpec {
 /// the current value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConfigChange {
-    /// The `use_agent_identity` feature flag.
-    pub flag: Option<bool>,
+    /// The `use_agent_identity` feature flag (`flag=`).
+    pub use_agent_identity: Option<bool>,
     /// The expiry policy.
-    pub expiry: Option<Expiry>,
+    pub expiry: Option<ExpiryPolicy>,
     /// Whether tasks are persisted.
     pub persist_task: Option<bool>,
 }

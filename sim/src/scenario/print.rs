@@ -3,9 +3,11 @@
 
 use std::fmt;
 
+use agentsim_core::ExpiryPolicy;
+
 use super::lex::quote;
 use super::{
-    AuthSpec, CrashPoint, Expect, Expiry, InitialIdentity, LastStateExpect, ResumeSource, Scenario,
+    AuthSpec, CrashPoint, Expect, InitialIdentity, LastStateExpect, ResumeSource, Scenario,
     ScenarioConfig, Step, TaskExpect, WorldStep,
 };
 use crate::fault::{FaultKind, FaultRule};
@@ -39,16 +41,16 @@ fn header(scenario: &Scenario) -> Vec<String> {
     }
     if config.expiry != default.expiry {
         let expiry = match config.expiry {
-            Expiry::Reacquire => "reacquire",
-            Expiry::AsShipped => "as_shipped",
+            ExpiryPolicy::Reacquire => "reacquire",
+            ExpiryPolicy::AsShipped => "as_shipped",
         };
         lines.push(format!("expiry: {expiry}"));
     }
     if config.persist_task != default.persist_task {
         lines.push(format!("persist_task: {}", config.persist_task));
     }
-    if config.flag != default.flag {
-        lines.push(format!("flag: {}", if config.flag { "on" } else { "off" }));
+    if config.use_agent_identity != default.use_agent_identity {
+        lines.push(format!("flag: {}", if config.use_agent_identity { "on" } else { "off" }));
     }
     if let Some(ttl_ms) = config.identity_ttl_ms {
         lines.push(format!("identity_ttl: {}", duration(ttl_ms)));
@@ -190,13 +192,13 @@ impl fmt::Display for Step {
             }
             Step::Restart(change) => {
                 f.write_str("restart")?;
-                if let Some(flag) = change.flag {
-                    f.write_str(if flag { " flag=on" } else { " flag=off" })?;
+                if let Some(on) = change.use_agent_identity {
+                    f.write_str(if on { " flag=on" } else { " flag=off" })?;
                 }
                 if let Some(expiry) = change.expiry {
                     f.write_str(match expiry {
-                        Expiry::Reacquire => " expiry=reacquire",
-                        Expiry::AsShipped => " expiry=as_shipped",
+                        ExpiryPolicy::Reacquire => " expiry=reacquire",
+                        ExpiryPolicy::AsShipped => " expiry=as_shipped",
                     })?;
                 }
                 if let Some(persist) = change.persist_task {

@@ -75,7 +75,7 @@ fn minimal_scenario_has_the_defaults() {
     assert_eq!(scenario.config, ScenarioConfig::default());
     assert_eq!(scenario.config.auth, chatgpt("acct-1", Some("user-1")));
     assert_eq!(scenario.config.latency_ms, (5, 250));
-    assert!(scenario.config.flag && scenario.config.persist_task);
+    assert!(scenario.config.use_agent_identity && scenario.config.persist_task);
     assert_eq!(scenario.steps, vec![Located { line: 2, value: start("A") }]);
     assert!(scenario.faults.is_empty() && scenario.expects.is_empty());
 }
@@ -110,9 +110,9 @@ fn header_keys() {
     );
     let expected = ScenarioConfig {
         seed: Some(u64::MAX),
-        expiry: Expiry::AsShipped,
+        expiry: ExpiryPolicy::AsShipped,
         persist_task: false,
-        flag: false,
+        use_agent_identity: false,
         identity_ttl_ms: Some(5_400_000),
         identity: InitialIdentity::Warm,
         auth: AuthSpec::ApiKey,
@@ -128,9 +128,9 @@ fn header_keys() {
     };
     assert_eq!(config, expected);
 
-    assert_eq!(check_config("expiry: reacquire").expiry, Expiry::Reacquire);
+    assert_eq!(check_config("expiry: reacquire").expiry, ExpiryPolicy::Reacquire);
     assert!(check_config("persist_task: true").persist_task);
-    assert!(check_config("flag: on").flag);
+    assert!(check_config("flag: on").use_agent_identity);
     assert_eq!(check_config("identity: none").identity, InitialIdentity::None);
     assert_eq!(check_config("seed:0").seed, Some(0));
 }
@@ -963,12 +963,20 @@ fn config() -> impl Strategy<Value = ScenarioConfig> {
         (any::<u64>(), any::<u64>(), random_faults()),
     )
         .prop_map(
-            |((seed, as_shipped, persist_task, flag), (ttl, warm, auth), (a, b, random))| {
+            |(
+                (seed, as_shipped, persist_task, use_agent_identity),
+                (ttl, warm, auth),
+                (a, b, random),
+            )| {
                 ScenarioConfig {
                     seed,
-                    expiry: if as_shipped { Expiry::AsShipped } else { Expiry::Reacquire },
+                    expiry: if as_shipped {
+                        ExpiryPolicy::AsShipped
+                    } else {
+                        ExpiryPolicy::Reacquire
+                    },
                     persist_task,
-                    flag,
+                    use_agent_identity,
                     identity_ttl_ms: ttl,
                     identity: if warm { InitialIdentity::Warm } else { InitialIdentity::None },
                     auth,
@@ -1004,11 +1012,14 @@ fn step() -> impl Strategy<Value = Step> {
         endpoint().prop_map(|endpoint| Step::Crash(CrashPoint::OnResponse(endpoint))),
         (
             proptest::option::of(any::<bool>()),
-            proptest::option::of(prop_oneof![Just(Expiry::Reacquire), Just(Expiry::AsShipped)]),
+            proptest::option::of(prop_oneof![
+                Just(ExpiryPolicy::Reacquire),
+                Just(ExpiryPolicy::AsShipped)
+            ]),
             proptest::option::of(any::<bool>()),
         )
-            .prop_map(|(flag, expiry, persist_task)| {
-                Step::Restart(ConfigChange { flag, expiry, persist_task })
+            .prop_map(|(use_agent_identity, expiry, persist_task)| {
+                Step::Restart(ConfigChange { use_agent_identity, expiry, persist_task })
             }),
         Just(Step::Heal),
     ]

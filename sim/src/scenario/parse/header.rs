@@ -55,7 +55,7 @@ const HEADERS: &[Keyword<HeaderValue>] = &[
         name: "flag",
         usage: Built(|| format!("flag: {}", choice_names(FLAG_VALUES).join(" | "))),
         parse: Config(|cursor, config| {
-            config.flag = pick(cursor, "flag value", FLAG_VALUES)?;
+            config.use_agent_identity = pick(cursor, "flag value", FLAG_VALUES)?;
             Ok(())
         }),
     },

@@ -2,21 +2,21 @@
 //! (`chatgpt account=<id>`, `api_key`, `none`) and the `key=value` changes of `restart`, which
 //! the header and the steps share.
 
+use agentsim_core::ExpiryPolicy;
+
 use super::cursor::Cursor;
 use super::values::account_id;
 use super::{either, find, names, usages, Keyword, Usage};
 use crate::scenario::lex::{Problem, Token, TokenKind};
-use crate::scenario::{
-    AuthSpec, ConfigChange, Expiry, InitialIdentity, LastStateExpect, TaskExpect,
-};
+use crate::scenario::{AuthSpec, ConfigChange, InitialIdentity, LastStateExpect, TaskExpect};
 
 use Usage::{Built, Fixed};
 
 /// A word out of a fixed set and the value it stands for, in the order messages list them.
 type Choices<T> = &'static [(&'static str, T)];
 
-pub(super) const EXPIRIES: Choices<Expiry> =
-    &[("reacquire", Expiry::Reacquire), ("as_shipped", Expiry::AsShipped)];
+pub(super) const EXPIRIES: Choices<ExpiryPolicy> =
+    &[("reacquire", ExpiryPolicy::Reacquire), ("as_shipped", ExpiryPolicy::AsShipped)];
 pub(super) const TRUE_FALSE: Choices<bool> = &[("true", true), ("false", false)];
 pub(super) const FLAG_VALUES: Choices<bool> = &[("on", true), ("off", false)];
 pub(super) const INITIAL_IDENTITIES: Choices<InitialIdentity> =
@@ -134,7 +134,7 @@ const CONFIG_CHANGES: &[Keyword<ChangeParser>] = &[
         name: "flag",
         usage: Built(|| format!("flag={}", choice_names(FLAG_VALUES).join("|"))),
         parse: |change, value| {
-            change.flag = Some(choice(value, "flag value", FLAG_VALUES)?);
+            change.use_agent_identity = Some(choice(value, "flag value", FLAG_VALUES)?);
             Ok(())
         },
     },
