@@ -3,6 +3,7 @@
 //! `-E 'test(cold_start)'`), a CI report lists each scenario, and one red scenario hides no other:
 //! - `<scenario>::snapshot`: the scenario passes and matches its snapshot in `snapshots/`;
 //! - `<scenario>::agree`: two runs are identical and the memory and HTTP transports agree;
+//! - `<scenario>::diagram`: its Mermaid picture (`sim scenario --format mermaid`) is well formed;
 //! - `gate::*`: snapshots without a scenario, the canary can go red, marks are required.
 //!
 //! A new or changed snapshot is written as `snapshots/<name>.snap.new` (review it with
@@ -11,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use agentsim_tests::{all_scenarios, first_difference, is_canary, root, run};
+use agentsim_tests::{all_scenarios, first_difference, is_canary, mermaid_problems, root, run};
 use libtest_mimic::{Arguments, Failed, Trial};
 use sim::scenario::Scenario;
 use sim::TransportKind;
@@ -23,11 +24,14 @@ fn main() -> ExitCode {
         let name = scenario.name.clone();
         let copy = scenario.clone();
         trials.push(Trial::test(format!("{name}::snapshot"), move || snapshot(&copy)));
-        trials.push(Trial::test(format!("{name}::agree"), move || agree(&scenario)));
+        let copy = scenario.clone();
+        trials.push(Trial::test(format!("{name}::agree"), move || agree(&copy)));
+        trials.push(Trial::test(format!("{name}::diagram"), move || diagram(&scenario)));
     }
     trials.push(Trial::test("gate::every_snapshot_has_a_scenario", every_snapshot_has_a_scenario));
     trials.push(Trial::test("gate::the_canary_fails_so_the_gate_can_go_red", canary));
     trials.push(Trial::test("gate::most_coverage_marks_are_required_by_some_scenario", marks));
+    trials.push(Trial::test("gate::the_diagram_checker_rejects_bad_diagrams", diagram_checker));
     libtest_mimic::run(&args, trials).exit_code()
 }
 
@@ -81,6 +85,40 @@ fn agree(scenario: &Scenario) -> Result<(), Failed> {
     let http = run(scenario, TransportKind::Http).snapshot();
     if let Some(diff) = first_difference(&first, &http) {
         return Err(format!("memory and http transports differ at {diff}").into());
+    }
+    Ok(())
+}
+
+/// The run's Mermaid diagram is well formed, by a checker that shares no code with the writer.
+fn diagram(scenario: &Scenario) -> Result<(), Failed> {
+    let report = run(scenario, TransportKind::Memory);
+    let text = sim::mermaid::diagram(&report);
+    let problems = mermaid_problems(&text);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}\n{text}", problems.join("\n")).into())
+    }
+}
+
+/// The diagram check can fail: each broken diagram is refused.
+fn diagram_checker() -> Result<(), Failed> {
+    let good = "sequenceDiagram\n    participant a as A\n    participant b as B #35;1\n    a->>b: hi #59; there\n    Note over a,b: ok\n";
+    if !mermaid_problems(good).is_empty() {
+        return Err(format!("a good diagram was refused: {:?}", mermaid_problems(good)).into());
+    }
+    let bad = [
+        "graph TD\n",
+        "sequenceDiagram\n    participant a as A\n    a->>b: undeclared\n",
+        "sequenceDiagram\n    participant a as A\n    a->>a: semi; colon\n",
+        "sequenceDiagram\n    participant a as A\n    Note over a: a # alone\n",
+        "sequenceDiagram\n    participant a as A\n    loop again\n    a->>a: x\n",
+        "sequenceDiagram\n    participant a as A\n    a->>a: <b>html</b>\n",
+    ];
+    for diagram in bad {
+        if mermaid_problems(diagram).is_empty() {
+            return Err(format!("a broken diagram passed: {diagram:?}").into());
+        }
     }
     Ok(())
 }

@@ -73,3 +73,99 @@ pub fn run_with(scenario: &Scenario, options: &RunOptions) -> RunReport {
     sim::run(scenario, options)
         .unwrap_or_else(|e| panic!("scenario {} could not run: {e}", scenario.name))
 }
+
+/// What is wrong with a Mermaid `sequenceDiagram` (empty when well formed), checked apart from
+/// the code that writes it: the header, every participant declared before use, balanced blocks,
+/// and no character Mermaid reads as syntax inside a text (`;`, a `#` that starts no entity
+/// code, `<`, `>`).
+pub fn mermaid_problems(text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut lines = text.lines();
+    if lines.next() != Some("sequenceDiagram") {
+        problems.push("the first line is not `sequenceDiagram`".to_owned());
+    }
+    let mut declared: Vec<String> = Vec::new();
+    let mut depth = 0i32;
+    for (n, raw) in lines.enumerate() {
+        let line = raw.trim();
+        let n = n + 2;
+        let text_part = |body: &str| body.split_once(':').map(|(_, t)| t.to_owned());
+        let mut used: Vec<String> = Vec::new();
+        let mut body_text = None;
+        if let Some(rest) = line.strip_prefix("participant ") {
+            let (id, alias) = rest.split_once(" as ").unwrap_or((rest, ""));
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                problems.push(format!("line {n}: participant id {id:?} is not a plain word"));
+            }
+            declared.push(id.to_owned());
+            body_text = Some(alias.to_owned());
+        } else if let Some(rest) = line.strip_prefix("Note ") {
+            let Some((place, note)) = rest.split_once(':') else {
+                problems.push(format!("line {n}: a note without text"));
+                continue;
+            };
+            let who = place
+                .trim_start_matches("over ")
+                .trim_start_matches("right of ")
+                .trim_start_matches("left of ");
+            used.extend(who.split(',').map(|w| w.trim().to_owned()));
+            body_text = Some(note.to_owned());
+        } else if ["loop", "alt", "opt", "par", "rect", "critical", "break"]
+            .iter()
+            .any(|k| line == *k || line.starts_with(&format!("{k} ")))
+        {
+            depth += 1;
+        } else if line == "end" {
+            depth -= 1;
+            if depth < 0 {
+                problems.push(format!("line {n}: `end` closes no block"));
+            }
+        } else if let Some(arrow) =
+            ["-->>", "->>", "--x", "-x", "-->", "->"].iter().find(|a| line.contains(**a))
+        {
+            let head = line.split_once(':').map_or(line, |(h, _)| h);
+            let Some((from, to)) = head.split_once(arrow) else {
+                problems.push(format!("line {n}: a message without an arrow"));
+                continue;
+            };
+            used.push(from.trim().to_owned());
+            used.push(to.trim().trim_start_matches(['+', '-']).to_owned());
+            body_text = text_part(line);
+            if body_text.is_none() {
+                problems.push(format!("line {n}: a message without text"));
+            }
+        } else if !line.is_empty() {
+            problems.push(format!("line {n}: not a statement this checker knows: {line:?}"));
+        }
+        for who in used {
+            if !declared.contains(&who) {
+                problems
+                    .push(format!("line {n}: participant {who:?} is used before it is declared"));
+            }
+        }
+        if let Some(body) = body_text {
+            let mut rest = body.as_str();
+            while let Some(at) = rest.find(['#', ';', '<', '>']) {
+                let tail = &rest[at..];
+                if let Some(entity) = tail.strip_prefix('#') {
+                    let code: String = entity.chars().take_while(|c| *c != ';').collect();
+                    let well = !code.is_empty()
+                        && code.chars().all(|c| c.is_ascii_alphanumeric())
+                        && entity.len() > code.len();
+                    if !well {
+                        problems.push(format!("line {n}: a `#` that starts no entity code"));
+                        break;
+                    }
+                    rest = &entity[code.len() + 1..];
+                } else {
+                    problems.push(format!("line {n}: {:?} inside a text", &tail[..1]));
+                    break;
+                }
+            }
+        }
+    }
+    if depth != 0 {
+        problems.push(format!("{depth} block(s) left open"));
+    }
+    problems
+}

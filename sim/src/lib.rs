@@ -20,6 +20,7 @@ pub mod fault;
 pub mod fuzz;
 pub mod invariant;
 pub mod judge;
+pub mod mermaid;
 pub mod oracle;
 pub mod reference;
 pub mod report;

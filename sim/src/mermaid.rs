@@ -59,7 +59,9 @@ pub fn render(title: &str, verdict: &str, entries: &[Entry]) -> String {
             }
         }
     }
-    endpoints.sort_by_key(|e| e.map_or(usize::MAX, |e| Endpoint::ALL.iter().position(|x| *x == e).unwrap_or(0)));
+    endpoints.sort_by_key(|e| {
+        e.map_or(usize::MAX, |e| Endpoint::ALL.iter().position(|x| *x == e).unwrap_or(0))
+    });
     let mut out = String::from("sequenceDiagram\n");
     for (i, name) in threads.iter().enumerate() {
         let _ = writeln!(out, "    participant t{i} as {}", clean(&format!("thread {name}")));
@@ -71,7 +73,8 @@ pub fn render(title: &str, verdict: &str, entries: &[Entry]) -> String {
     }
     let last = endpoints.last().map_or(CORE, |e| endpoint_participant(*e).0);
     let first = if threads.is_empty() { CORE.to_owned() } else { "t0".to_owned() };
-    let _ = writeln!(out, "    Note over {first},{last}: {}", clean(&format!("{title}: {verdict}")));
+    let _ =
+        writeln!(out, "    Note over {first},{last}: {}", clean(&format!("{title}: {verdict}")));
     for entry in entries {
         let at = crate::report::clock_ms(entry.at_ms);
         let who = threads.iter().position(|t| *t == entry.who).map(|i| format!("t{i}"));

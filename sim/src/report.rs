@@ -16,7 +16,11 @@ use crate::scenario::{Expect, LastStateExpect, Scenario, TaskExpect};
 
 /// `+HH:MM:SS.mmm` since the run started.
 pub fn clock(now: Timestamp, start: Timestamp) -> String {
-    let ms = now.since(start);
+    clock_ms(now.since(start))
+}
+
+/// `+HH:MM:SS.mmm` of `ms` virtual milliseconds.
+pub fn clock_ms(ms: u64) -> String {
     format!("+{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
 }
 
