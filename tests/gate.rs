@@ -4,6 +4,7 @@
 //! - `<scenario>::snapshot`: the scenario passes and matches its snapshot in `snapshots/`;
 //! - `<scenario>::agree`: two runs are identical and the memory and HTTP transports agree;
 //! - `<scenario>::diagram`: its Mermaid picture (`sim scenario --format mermaid`) is well formed;
+//! - `<scenario>::json`: its typed JSON record conforms to `docs/run.schema.json`;
 //! - `gate::*`: snapshots without a scenario, the canary can go red, marks are required.
 //!
 //! A new or changed snapshot is written as `snapshots/<name>.snap.new` (review it with
@@ -12,7 +13,9 @@
 
 use std::process::ExitCode;
 
-use agentsim_tests::{all_scenarios, first_difference, is_canary, mermaid_problems, root, run};
+use agentsim_tests::{
+    all_scenarios, first_difference, is_canary, mermaid_problems, root, run, schema_problems,
+};
 use libtest_mimic::{Arguments, Failed, Trial};
 use sim::scenario::Scenario;
 use sim::TransportKind;
@@ -26,12 +29,15 @@ fn main() -> ExitCode {
         trials.push(Trial::test(format!("{name}::snapshot"), move || snapshot(&copy)));
         let copy = scenario.clone();
         trials.push(Trial::test(format!("{name}::agree"), move || agree(&copy)));
-        trials.push(Trial::test(format!("{name}::diagram"), move || diagram(&scenario)));
+        let copy = scenario.clone();
+        trials.push(Trial::test(format!("{name}::diagram"), move || diagram(&copy)));
+        trials.push(Trial::test(format!("{name}::json"), move || json_conforms(&scenario)));
     }
     trials.push(Trial::test("gate::every_snapshot_has_a_scenario", every_snapshot_has_a_scenario));
     trials.push(Trial::test("gate::the_canary_fails_so_the_gate_can_go_red", canary));
     trials.push(Trial::test("gate::most_coverage_marks_are_required_by_some_scenario", marks));
     trials.push(Trial::test("gate::the_diagram_checker_rejects_bad_diagrams", diagram_checker));
+    trials.push(Trial::test("gate::the_schema_check_rejects_bad_records", schema_checker));
     libtest_mimic::run(&args, trials).exit_code()
 }
 
@@ -118,6 +124,50 @@ fn diagram_checker() -> Result<(), Failed> {
     for diagram in bad {
         if mermaid_problems(diagram).is_empty() {
             return Err(format!("a broken diagram passed: {diagram:?}").into());
+        }
+    }
+    Ok(())
+}
+
+/// The run's JSON record conforms to the documented schema.
+fn json_conforms(scenario: &Scenario) -> Result<(), Failed> {
+    let report = run(scenario, TransportKind::Memory);
+    let value = sim::report::json::run_json(&report, "replay");
+    let path = root().join("docs/run.schema.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let schema: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let problems = schema_problems(&schema, &value);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
+}
+
+/// A way to break a record.
+type Breakage = fn(&mut serde_json::Value);
+
+/// The schema check can fail: a record with a field missing, of the wrong type, or unknown.
+fn schema_checker() -> Result<(), Failed> {
+    let path = root().join("docs/run.schema.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let schema: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let scenario = all_scenarios().into_iter().next().ok_or("no scenario")?;
+    let good = sim::report::json::run_json(&run(&scenario, TransportKind::Memory), "replay");
+    let breakages: [(&str, Breakage); 4] = [
+        ("a field missing", |v| {
+            v.as_object_mut().map(|o| o.remove("seed"));
+        }),
+        ("a wrong type", |v| v["passed"] = serde_json::json!("yes")),
+        ("an unknown field", |v| v["extra"] = serde_json::json!(1)),
+        ("a bad nested value", |v| v["timeline"] = serde_json::json!([{"at_ms": -1}])),
+    ];
+    for (what, breaks) in breakages {
+        let mut bad = good.clone();
+        breaks(&mut bad);
+        if schema_problems(&schema, &bad).is_empty() {
+            return Err(format!("a record with {what} conforms").into());
         }
     }
     Ok(())

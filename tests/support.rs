@@ -169,3 +169,88 @@ pub fn mermaid_problems(text: &str) -> Vec<String> {
     }
     problems
 }
+
+/// Where `value` breaks `schema` (empty when it conforms), for the JSON Schema keywords
+/// `docs/run.schema.json` uses: `type` (one or a list), `enum`, `required`, `properties`,
+/// `additionalProperties` (`false` or a schema), `items`, `minimum` and `$ref` into `$defs`.
+pub fn schema_problems(schema: &serde_json::Value, value: &serde_json::Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    check_schema(schema, schema, value, "$", &mut problems);
+    problems
+}
+
+fn check_schema(
+    root: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    at: &str,
+    problems: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        let name = reference.trim_start_matches("#/$defs/");
+        match root.get("$defs").and_then(|d| d.get(name)) {
+            Some(target) => check_schema(root, target, value, at, problems),
+            None => problems.push(format!("{at}: unknown $ref {reference}")),
+        }
+        return;
+    }
+    if let Some(types) = schema.get("type") {
+        let names: Vec<&str> = match types {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let is = |t: &str| match t {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            "null" => value.is_null(),
+            _ => false,
+        };
+        if !names.iter().any(|t| is(t)) {
+            problems.push(format!("{at}: {value} is not of type {names:?}"));
+            return;
+        }
+    }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+        if !options.contains(value) {
+            problems.push(format!("{at}: {value} is not one of {options:?}"));
+        }
+    }
+    if let (Some(min), Some(n)) = (schema.get("minimum").and_then(Value::as_i64), value.as_i64()) {
+        if n < min {
+            problems.push(format!("{at}: {n} is below {min}"));
+        }
+    }
+    if let Some(object) = value.as_object() {
+        for key in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+            let key = key.as_str().unwrap_or_default();
+            if !object.contains_key(key) {
+                problems.push(format!("{at}: missing {key:?}"));
+            }
+        }
+        let properties = schema.get("properties").and_then(Value::as_object);
+        for (key, item) in object {
+            let path = format!("{at}.{key}");
+            match (properties.and_then(|p| p.get(key)), schema.get("additionalProperties")) {
+                (Some(sub), _) => check_schema(root, sub, item, &path, problems),
+                (None, Some(Value::Bool(false))) => {
+                    problems.push(format!("{at}: unexpected field {key:?}"))
+                }
+                (None, Some(sub)) if sub.is_object() => {
+                    check_schema(root, sub, item, &path, problems)
+                }
+                _ => {}
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (i, item) in array.iter().enumerate() {
+            check_schema(root, items, item, &format!("{at}[{i}]"), problems);
+        }
+    }
+}

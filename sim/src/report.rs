@@ -1,6 +1,8 @@
 //! What a run produced: the timeline, events, requests, log lines, rollouts and coverage marks;
 //! the expectations evaluated against them; and the snapshot text the regression gate compares.
 
+pub mod json;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -111,6 +113,31 @@ pub struct Entry {
     pub text: String,
 }
 
+/// One request as the run log records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// The run's request number (`#n` in the request log).
+    pub number: u64,
+    /// Virtual ms since the start, when it was sent.
+    pub at_ms: u64,
+    /// The thread it was for, or `-`.
+    pub thread: String,
+    /// The protocol endpoint, if it is one.
+    pub endpoint: Option<Endpoint>,
+    /// `GET` or `POST`.
+    pub method: String,
+    /// The URL path.
+    pub path: String,
+    /// What it was for, in words (`task registration for A`).
+    pub purpose: String,
+    /// The fault injected on it, if any.
+    pub fault: Option<String>,
+    /// What came back, as the request log says it.
+    pub outcome: String,
+    /// The request log's line.
+    pub line: String,
+}
+
 /// The run's records, in loop order.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -119,6 +146,12 @@ pub struct Tally {
     pub timeline: Vec<String>,
     /// The same timeline, structured (kept with it).
     pub entries: Vec<Entry>,
+    /// Each request, structured (`--format json`).
+    pub request_records: Vec<RequestRecord>,
+    /// When each event of `event_values` was emitted (virtual ms since the start).
+    pub event_at_ms: Vec<u64>,
+    /// Each log line, with when it was written (virtual ms since the start).
+    pub log_values: Vec<(u64, LogLine)>,
     /// Client-visible events, rendered.
     pub events: Vec<String>,
     /// Client-visible events.
@@ -219,6 +252,7 @@ impl Tally {
         }
         self.events.push(text);
         self.event_values.push(event.clone());
+        self.event_at_ms.push(now.since(start));
     }
 
     /// A log line was written.
@@ -228,12 +262,36 @@ impl Tally {
             self.entry(now, start, "-", EntryKind::Log, &format!("log {line}"));
         }
         self.logs.push(text);
+        self.log_values.push((now.since(start), line.clone()));
     }
 
     /// A coverage mark was hit.
     pub fn mark(&mut self, name: &'static str) {
         *self.marks.entry(name).or_insert(0) += 1;
     }
+}
+
+/// One expectation of a scenario, evaluated: the structured form of a failed expectation's line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpectationResult {
+    /// Its line in the scenario file.
+    pub line: usize,
+    /// The expectation as written (`requests task_register <= 1`).
+    pub expectation: String,
+    /// What it wants (`<= 1`, `task`, `hit`, ...).
+    pub expected: String,
+    /// What the run has.
+    pub actual: String,
+    /// Whether it held.
+    pub passed: bool,
+}
+
+/// What evaluating an expectation found; `found` is the failure sentence's parenthesis.
+struct Checked {
+    passed: bool,
+    expected: String,
+    actual: String,
+    found: String,
 }
 
 /// Everything a run produced, and its verdict.
@@ -257,6 +315,8 @@ pub struct RunReport {
     pub violation: Option<Violation>,
     /// Expectations that did not hold, as `line: text (actual …)`.
     pub failed_expectations: Vec<String>,
+    /// Every expectation, evaluated, in file order.
+    pub expectations: Vec<ExpectationResult>,
     /// Whether the scenario is a canary (`expect fail`).
     pub expects_failure: bool,
     /// Backend counters.
@@ -316,16 +376,33 @@ impl RunReport {
             cached,
             violation: checker.violation.take(),
             failed_expectations: Vec::new(),
+            expectations: Vec::new(),
             expects_failure: false,
             backend,
             virtual_ms,
             secrets: Secrets(std::mem::take(&mut checker.secrets)),
         };
         for expect in &scenario.expects {
-            if let Some(actual) = report.evaluate(&expect.value, current_runtime.as_deref()) {
+            let checked = report.evaluate(&expect.value, current_runtime.as_deref());
+            if !checked.passed {
                 report
                     .failed_expectations
-                    .push(format!("line {}: {} ({actual})", expect.line, expect.value));
+                    .push(format!("line {}: {} ({})", expect.line, expect.value, checked.found));
+            }
+            report.expectations.push(ExpectationResult {
+                line: expect.line,
+                expectation: expect.value.to_string(),
+                expected: checked.expected,
+                actual: checked.actual,
+                passed: checked.passed,
+            });
+        }
+        // A canary's `expect fail` holds when some other expectation failed.
+        let canary_failed = !report.failed_expectations.is_empty();
+        for result in &mut report.expectations {
+            if result.expectation == Expect::Fail.to_string() {
+                result.actual = if canary_failed { "failed" } else { "passed" }.to_owned();
+                result.passed = canary_failed;
             }
         }
         report
@@ -340,13 +417,24 @@ impl RunReport {
         self.expects_failure != self.failed_expectations.is_empty()
     }
 
-    /// Returns `None` when the expectation holds, else what was found instead.
-    fn evaluate(&mut self, expect: &Expect, current: Option<&str>) -> Option<String> {
-        let check = |ok: bool, actual: String| if ok { None } else { Some(actual) };
+    /// Evaluates one expectation: what it wants, what the run has, and whether they agree.
+    fn evaluate(&mut self, expect: &Expect, current: Option<&str>) -> Checked {
+        let counted = |cmp: &crate::scenario::Cmp, count: u64, actual: u64| Checked {
+            passed: cmp.holds(actual, count),
+            expected: format!("{cmp} {count}"),
+            actual: actual.to_string(),
+            found: format!("actual {actual}"),
+        };
+        let found = |passed: bool, expected: String, actual: String, found: String| Checked {
+            passed,
+            expected,
+            actual,
+            found,
+        };
         match expect {
             Expect::Requests { endpoint, cmp, count } => {
                 let actual = self.tally.request_counts.get(endpoint).copied().unwrap_or(0);
-                check(cmp.holds(actual, *count), format!("actual {actual}"))
+                counted(cmp, *count, actual)
             }
             Expect::Events { thread, kind, cmp, count } => {
                 let actual = self
@@ -357,23 +445,27 @@ impl RunReport {
                         thread.as_ref().is_none_or(|t| e.thread.0 == *t) && e.kind.name() == kind
                     })
                     .count() as u64;
-                check(cmp.holds(actual, *count), format!("actual {actual}"))
+                counted(cmp, *count, actual)
             }
             Expect::EventText { thread, contains } => {
-                let found = self.tally.event_values.iter().any(|e| {
+                let hit = self.tally.event_values.iter().any(|e| {
                     e.thread.0 == *thread
                         && e.kind.message().is_some_and(|m| m.contains(contains.as_str()))
                 });
-                check(found, "no such event".into())
+                let actual = if hit { "found" } else { "none" };
+                found(hit, "found".into(), actual.into(), "no such event".into())
             }
             Expect::Task { thread, state } => {
                 let task = self.cached.get(thread).cloned().flatten();
                 let is_current =
                     task.as_ref().is_some_and(|t| Some(t.agent_runtime_id.as_str()) == current);
-                let actual = format!("cached {}", task_text(task.as_ref()));
+                let text = task_text(task.as_ref());
+                let sentence = format!("cached {text}");
                 match state {
-                    TaskExpect::Current => check(is_current, actual),
-                    TaskExpect::None => check(task.is_none(), actual),
+                    TaskExpect::Current => {
+                        found(is_current, "a current task".into(), text, sentence)
+                    }
+                    TaskExpect::None => found(task.is_none(), "none".into(), text, sentence),
                 }
             }
             Expect::LastState { thread, state } => {
@@ -384,33 +476,36 @@ impl RunReport {
                     Some(None) => "null".to_owned(),
                     Some(Some(t)) => format!("task {}", task_text(Some(t))),
                 };
-                let ok = match state {
-                    LastStateExpect::Task => matches!(last, Some(Some(_))),
-                    LastStateExpect::Null => matches!(last, Some(None)),
-                    LastStateExpect::Absent => last.is_none(),
+                let (ok, expected) = match state {
+                    LastStateExpect::Task => (matches!(last, Some(Some(_))), "task"),
+                    LastStateExpect::Null => (matches!(last, Some(None)), "null"),
+                    LastStateExpect::Absent => (last.is_none(), "absent"),
                 };
-                check(ok, format!("actual {actual}"))
+                let sentence = format!("actual {actual}");
+                found(ok, expected.into(), actual, sentence)
             }
             Expect::SessionStateLines { thread, cmp, count } => {
                 let bytes = self.rollouts.get(thread).map(Vec::as_slice).unwrap_or_default();
-                let actual = reference::session_state_lines(bytes) as u64;
-                check(cmp.holds(actual, *count), format!("actual {actual}"))
+                counted(cmp, *count, reference::session_state_lines(bytes) as u64)
             }
             Expect::Mark { name } => {
                 let hits = self.tally.marks.get(name.as_str()).copied().unwrap_or(0);
-                check(hits > 0, "never hit".into())
+                found(hits > 0, "hit".into(), format!("{hits} hits"), "never hit".into())
             }
-            Expect::Log { contains } => check(
-                self.tally.logs.iter().any(|l| l.contains(contains.as_str())),
-                "no such log line".into(),
-            ),
+            Expect::Log { contains } => {
+                let hit = self.tally.logs.iter().any(|l| l.contains(contains.as_str()));
+                let actual = if hit { "found" } else { "none" };
+                found(hit, "found".into(), actual.into(), "no such log line".into())
+            }
             Expect::NoLog { contains } => {
-                let found = self.tally.logs.iter().find(|l| l.contains(contains.as_str()));
-                check(found.is_none(), format!("found {:?}", found.cloned().unwrap_or_default()))
+                let hit = self.tally.logs.iter().find(|l| l.contains(contains.as_str())).cloned();
+                let sentence = format!("found {:?}", hit.clone().unwrap_or_default());
+                let actual = hit.clone().unwrap_or_else(|| "none".to_owned());
+                found(hit.is_none(), "none".into(), actual, sentence)
             }
             Expect::Fail => {
                 self.expects_failure = true;
-                None
+                found(true, "failed".into(), String::new(), String::new())
             }
         }
     }

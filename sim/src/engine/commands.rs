@@ -85,7 +85,9 @@ impl Sim {
         }
         let line =
             Network::request_line(&self.ledger.clock(self.now), &call, request, &what, &plan);
-        self.ledger.request(self.now, &purpose_thread(&what), endpoint, line);
+        let at_ms = self.ledger.elapsed(self.now);
+        let record = Network::request_record(at_ms, &call, request, &what, &plan, line.clone());
+        self.ledger.request(self.now, &purpose_thread(&what), endpoint, line, record);
         self.net.schedule(plan);
     }
 }

@@ -210,6 +210,29 @@ impl Network {
     }
 
     /// The request log's line for a call: number, time, request, purpose, fault and outcome.
+    /// The structured record of a request (`--format json`), beside its request-log line.
+    pub(super) fn request_record(
+        at_ms: u64,
+        call: &Call,
+        request: &HttpRequest,
+        what: &Option<InFlight>,
+        plan: &Plan,
+        line: String,
+    ) -> report::RequestRecord {
+        report::RequestRecord {
+            number: call.number,
+            at_ms,
+            thread: purpose_thread(what),
+            endpoint: call.endpoint,
+            method: request.method.as_str().to_owned(),
+            path: request.path().to_owned(),
+            purpose: purpose_text(what),
+            fault: call.fault.as_ref().map(|f| f.name().to_owned()),
+            outcome: plan.outcome.clone(),
+            line,
+        }
+    }
+
     pub(super) fn request_line(
         clock: &str,
         call: &Call,
