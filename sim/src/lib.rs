@@ -14,6 +14,7 @@ pub mod bench;
 pub mod catalog;
 pub mod check;
 pub mod damage;
+pub mod duration;
 pub mod engine;
 pub mod fault;
 pub mod fuzz;

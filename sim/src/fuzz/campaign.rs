@@ -26,8 +26,8 @@ pub struct FuzzArgs {
     /// How many cases this shard runs [default: 1000, or as many as fit in --time-budget].
     #[arg(long)]
     pub cases: Option<u64>,
-    /// Stop starting new cases after this much wall-clock time (`60s`, `5m`, `1h`); without
-    /// --cases, run as many cases as fit.
+    /// Stop starting new cases after this much wall-clock time (`60s`, `5m`, `1h30m`, `1d`: the
+    /// scenario files' durations); without --cases, run as many cases as fit.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub time_budget: Option<Duration>,
     /// Run only the case indices k with k % n == i (`i/n`), for CI matrices.
@@ -102,40 +102,10 @@ pub fn parse_shard(text: &str) -> Result<Shard, String> {
     Ok(Shard { index, count })
 }
 
-/// Parses a duration: a number and a unit, possibly several (`500ms`, `60s`, `5m`, `1h`,
-/// `1m30s`); a bare number is seconds.
+/// Parses a duration in the scenario files' syntax ([`crate::duration`]: `500ms`, `60s`, `5m`,
+/// `1h30m`, `1d`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total_ms: u64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}: write e.g. 60s, 5m or 1h30m"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit_ms = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            other => {
-                return Err(format!(
-                    "unknown unit {other:?} in duration {text:?}: use ms, s, m or h"
-                ))
-            }
-        };
-        rest = &rest[unit_len..];
-        total_ms = number
-            .checked_mul(unit_ms)
-            .and_then(|ms| total_ms.checked_add(ms))
-            .ok_or_else(|| format!("duration {text:?} is too large"))?;
-    }
-    Ok(Duration::from_millis(total_ms))
+    crate::duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// What a campaign did.
@@ -183,7 +153,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
         None => {
             let budget = args
                 .time_budget
-                .map_or(String::new(), |b| format!(", time budget {}s", b.as_secs_f64()));
+                .map_or(String::new(), |b| format!(", time budget {}", crate::duration::format(b)));
             let count =
                 args.cases.map_or("as many cases as fit".to_owned(), |n| format!("{n} cases"));
             println!(
@@ -196,7 +166,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
             // with --case-seed).
             let limit = match (args.cases, args.time_budget) {
                 (Some(n), _) => format!("--cases {n}"),
-                (None, Some(b)) => format!("--time-budget {}s", b.as_secs_f64()),
+                (None, Some(b)) => format!("--time-budget {}", crate::duration::format(b)),
                 (None, None) => format!("--cases {cases}"),
             };
             println!(
@@ -427,5 +397,22 @@ impl Progress {
         if self.shown {
             println!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_durations_are_the_scenario_files() {
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            parse_duration("60"),
+            Err("invalid duration \"60\": write a number and a unit (ms, s, m, h or d), e.g. \
+                 250ms, 15s or 1h30m"
+                .to_owned())
+        );
     }
 }
