@@ -770,7 +770,7 @@ impl Sim {
                 self.auth_store = None;
             }
             Command::Log(line) => {
-                forward_to_tracing(line);
+                forward_to_tracing(line, &crate::report::clock(now, self.start));
                 self.tally.log(now, self.start, line);
             }
             Command::Mark(name) => self.tally.mark(name),
@@ -1145,12 +1145,13 @@ fn expiry_text(at: Option<Timestamp>) -> String {
     at.map(|t| format!(", expires {}", t.rfc3339_secs())).unwrap_or_default()
 }
 
-fn forward_to_tracing(line: &agentsim_core::LogLine) {
+/// `vt`: the run's virtual time, the only clock a log line of a run has.
+fn forward_to_tracing(line: &agentsim_core::LogLine, vt: &str) {
     let fields = line.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>();
     match line.level {
-        Level::Error => tracing::error!(target: "agentsim_core", "{}{fields}", line.message),
-        Level::Warn => tracing::warn!(target: "agentsim_core", "{}{fields}", line.message),
-        Level::Info => tracing::info!(target: "agentsim_core", "{}{fields}", line.message),
-        Level::Debug => tracing::debug!(target: "agentsim_core", "{}{fields}", line.message),
+        Level::Error => tracing::error!(target: "agentsim_core", %vt, "{}{fields}", line.message),
+        Level::Warn => tracing::warn!(target: "agentsim_core", %vt, "{}{fields}", line.message),
+        Level::Info => tracing::info!(target: "agentsim_core", %vt, "{}{fields}", line.message),
+        Level::Debug => tracing::debug!(target: "agentsim_core", %vt, "{}{fields}", line.message),
     }
 }
