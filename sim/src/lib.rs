@@ -25,6 +25,7 @@ pub mod reference;
 pub mod report;
 pub mod scenario;
 pub mod seed;
+pub mod stdout;
 pub mod store;
 pub mod transport;
 

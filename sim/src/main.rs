@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use sim::outln;
 use sim::scenario::{self, Scenario};
 use sim::{RunOptions, RunReport, StoreKind, TransportKind};
 
@@ -98,6 +99,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `sim list | head -2`: the reader has all it wanted; that is no failure.
+        Err(e) if sim::stdout::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -107,19 +110,34 @@ fn main() -> ExitCode {
 
 fn fuzz(args: &sim::fuzz::FuzzArgs) -> anyhow::Result<ExitCode> {
     if cfg!(debug_assertions) {
-        println!(
+        outln!(
             "note: a debug build; use `cargo run --release -p sim -- fuzz` for real throughput"
-        );
+        )?;
     }
     sim::fuzz::campaign::run(args)
 }
 
 fn bench(dir: &Path, scale: usize) -> anyhow::Result<ExitCode> {
     if cfg!(debug_assertions) {
-        println!("note: a debug build; use `cargo run --release -p sim -- bench` for real figures");
+        outln!("note: a debug build; use `cargo run --release -p sim -- bench` for real figures")?;
     }
-    sim::bench::measure(dir, scale.max(1), |figure| println!("{figure}"))?;
-    Ok(ExitCode::SUCCESS)
+    let mut failed = None;
+    sim::bench::measure(dir, scale.max(1), |figure| {
+        if failed.is_some() {
+            return;
+        }
+        if let Err(e) = outln!("{figure}") {
+            // `measure` cannot be stopped from here: once nobody reads, end at once, quietly.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            failed = Some(e);
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn list(dir: &Path) -> anyhow::Result<ExitCode> {
@@ -129,10 +147,10 @@ fn list(dir: &Path) -> anyhow::Result<ExitCode> {
     let mut broken = 0;
     for (name, path) in files {
         match scenario::load(&path) {
-            Ok(s) => println!("{name:<width$}  {}", s.description),
+            Ok(s) => outln!("{name:<width$}  {}", s.description)?,
             Err(e) => {
                 broken += 1;
-                println!("{name:<width$}  (does not parse: {e})");
+                outln!("{name:<width$}  (does not parse: {e})")?;
             }
         }
     }
@@ -168,15 +186,15 @@ fn run_scenario(args: &ScenarioArgs) -> anyhow::Result<ExitCode> {
     let transport = args.transport;
     // The seed and the replay command come first, so a killed run still shows them.
     if args.format == Format::Text {
-        println!("scenario: {} ({})", scenario.name, scenario.description);
-        println!("seed: {seed}  transport: {}", transport.name());
-        println!(
+        outln!("scenario: {} ({})", scenario.name, scenario.description)?;
+        outln!("seed: {seed}  transport: {}", transport.name())?;
+        outln!(
             "replay: cargo run -p sim{} -- scenario {} --seed {seed} --transport {}",
             sim::engine::replay_features(),
             replay_name(args, &scenario),
             transport.name()
-        );
-        println!();
+        )?;
+        outln!()?;
     }
     let options = RunOptions {
         seed: Some(seed),
@@ -193,8 +211,8 @@ fn run_scenario(args: &ScenarioArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write artifacts to {}", dir.display()))?;
     }
     match args.format {
-        Format::Text => print_text(&report, &scenario.path),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report_json(&report))?),
+        Format::Text => print_text(&report, &scenario.path)?,
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&report_json(&report))?)?,
     }
     Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -207,17 +225,17 @@ fn replay_name(args: &ScenarioArgs, scenario: &Scenario) -> String {
     }
 }
 
-fn print_text(report: &RunReport, path: &Path) {
-    println!("--- timeline");
+fn print_text(report: &RunReport, path: &Path) -> std::io::Result<()> {
+    outln!("--- timeline")?;
     for line in &report.tally.timeline {
-        println!("{line}");
+        outln!("{line}")?;
     }
-    println!();
-    println!("--- summary");
+    outln!()?;
+    outln!("--- summary")?;
     let requests: Vec<String> =
         report.tally.request_counts.iter().map(|(e, n)| format!("{e}={n}")).collect();
-    println!("requests: {}", if requests.is_empty() { "none".into() } else { requests.join(" ") });
-    println!(
+    outln!("requests: {}", if requests.is_empty() { "none".into() } else { requests.join(" ") })?;
+    outln!(
         "events: {}  log lines: {}  virtual time: {}",
         report.tally.events.len(),
         report.tally.logs.len(),
@@ -225,23 +243,23 @@ fn print_text(report: &RunReport, path: &Path) {
             agentsim_core::Timestamp(report.virtual_ms),
             agentsim_core::Timestamp(0)
         )
-    );
+    )?;
     for (thread, task) in &report.cached {
-        println!("thread {thread}: cached task {}", sim::report::task_text(task.as_ref()));
+        outln!("thread {thread}: cached task {}", sim::report::task_text(task.as_ref()))?;
     }
     let marks: Vec<String> = report.tally.marks.keys().map(|m| m.to_string()).collect();
-    println!("marks hit: {}", marks.join(" "));
+    outln!("marks hit: {}", marks.join(" "))?;
     if let Some(v) = &report.violation {
-        println!("{}: {}", v.invariant.broken_at(v.step), v.message);
+        outln!("{}: {}", v.invariant.broken_at(v.step), v.message)?;
     }
     for failure in &report.failed_expectations {
         // `line N: ...` in the report; `file:N: ...` here, so an editor can jump to it.
         let located = failure
             .strip_prefix("line ")
             .map_or_else(|| failure.clone(), |rest| format!("{}:{rest}", path.display()));
-        println!("expectation failed: {located}");
+        outln!("expectation failed: {located}")?;
     }
-    println!("verdict: {}", report.verdict());
+    outln!("verdict: {}", report.verdict())
 }
 
 fn report_json(report: &RunReport) -> serde_json::Value {

@@ -2,21 +2,30 @@
 //! (file, line and column for a scenario file), a failed run exits with 1, a good one with 0, and
 //! nothing the command prints or writes holds a secret.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 /// `tests/fixtures/<relative>` of the workspace.
 fn fixture(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("tests").join("fixtures").join(relative)
 }
 
-/// Runs `sim` with `args`; logs off unless `rust_log` says otherwise.
-fn sim(args: &[&str], rust_log: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sim"))
+/// `sim` with `args`, logs off unless `rust_log` says otherwise, and none of the `AGENTSIM_*`
+/// defaults of the caller's environment.
+fn command(args: &[&str], rust_log: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sim"));
+    command
         .args(args)
         .env("RUST_LOG", rust_log)
-        .output()
-        .expect("the sim binary runs")
+        .env_remove("AGENTSIM_SEED")
+        .env_remove("AGENTSIM_CASES");
+    command
+}
+
+/// Runs `sim` with `args`; logs off unless `rust_log` says otherwise.
+fn sim(args: &[&str], rust_log: &str) -> Output {
+    command(args, rust_log).output().expect("the sim binary runs")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -324,4 +333,50 @@ fn has_hex_token(text: &[u8], prefix: &[u8], hex_len: usize) -> bool {
         w.starts_with(prefix)
             && w[prefix.len()..].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
     })
+}
+
+/// Runs `sim` with its stdout a pipe whose reader has already gone, as at the end of
+/// `sim list | head -0`: every write fails with a broken pipe.
+fn sim_into_closed_pipe(args: &[&str]) -> Output {
+    let mut child = command(args, "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the sim binary runs");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("sim ends")
+}
+
+#[test]
+fn a_reader_that_closes_early_ends_sim_quietly_with_status_0() {
+    let scenario = ["scenario", "cold_start", "--transport", "memory"];
+    let commands: [&[&str]; 6] = [
+        &["list"],
+        &scenario,
+        &["scenario", "cold_start", "--transport", "memory", "--format", "json"],
+        &["fuzz", "--cases", "2", "--out", "unused-fuzz-failures"],
+        &["--help"],
+        &["scenario", "--help"],
+    ];
+    for args in commands {
+        let output = sim_into_closed_pipe(args);
+        assert_exit(&output, 0, &args.join(" "));
+        let stderr = text(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}: a closed pipe is no error");
+    }
+    // As `sim scenario cold_start | head -1`: one line read, then the reader goes.
+    let mut child = command(&scenario, "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the sim binary runs");
+    let mut first = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    BufReader::new(stdout).read_line(&mut first).expect("one line");
+    let output = child.wait_with_output().expect("sim ends");
+    assert!(first.starts_with("scenario: cold_start"), "{first}");
+    assert_exit(&output, 0, "head -1");
+    assert!(!text(&output.stderr).contains("panicked"), "{}", text(&output.stderr));
 }

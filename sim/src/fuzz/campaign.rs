@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{case_seed, export, run_case, shrink, CaseRun, Failure, Generated};
 use crate::engine::TransportKind;
+use crate::outln;
 
 /// Arguments of `sim fuzz`.
 #[derive(Debug, Clone, clap::Args)]
@@ -149,18 +150,18 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     // The seed and the replay command come first, so a killed run still shows them.
     let cases = args.case_count();
     match args.case_seed {
-        Some(seed) => println!("fuzz: one case, seed {seed}, transport {}", transport.name()),
+        Some(seed) => outln!("fuzz: one case, seed {seed}, transport {}", transport.name())?,
         None => {
             let budget = args
                 .time_budget
                 .map_or(String::new(), |b| format!(", time budget {}", crate::duration::format(b)));
             let count =
                 args.cases.map_or("as many cases as fit".to_owned(), |n| format!("{n} cases"));
-            println!(
+            outln!(
                 "fuzz: base seed {base}, shard {}, {count}{budget}, transport {}",
                 args.shard,
                 transport.name()
-            );
+            )?;
             // Case k of a campaign is the same case whatever the budget: the replay names the
             // cases the budget allowed once the summary has counted them (or rerun one case
             // with --case-seed).
@@ -169,34 +170,34 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
                 (None, Some(b)) => format!("--time-budget {}", crate::duration::format(b)),
                 (None, None) => format!("--cases {cases}"),
             };
-            println!(
+            outln!(
                 "replay: cargo run --release -p sim -- fuzz --seed {base} {limit} --shard {} --transport {}",
                 args.shard,
                 transport.name()
-            );
+            )?;
         }
     }
     super::quiet_panics();
     let started = Instant::now();
     let (stats, found, mut progress) = search(args, cases, started);
     let elapsed = started.elapsed();
-    progress.finish();
-    print_summary(&stats, elapsed, args);
+    progress.finish()?;
+    print_summary(&stats, elapsed, args)?;
     let Some(Found { index, seed, failure, steps: steps_before, ops: ops_before }) = found else {
-        println!("result: no failure");
+        outln!("result: no failure")?;
         return Ok(ExitCode::SUCCESS);
     };
     let mut generated = Generated::new(seed);
-    println!();
-    println!("FAILURE in case {index} (seed {seed}): {}", failure.summary());
-    println!(
+    outln!()?;
+    outln!("FAILURE in case {index} (seed {seed}): {}", failure.summary())?;
+    outln!(
         "rerun this case: cargo run --release -p sim -- fuzz --case-seed {seed} --transport {}",
         transport.name()
-    );
+    )?;
     let shrink_started = Instant::now();
     let shrunk = shrink(&mut generated, &[], failure, transport, args.shrink_time);
     let shrunk_steps = shrunk.case.scenario().steps.len();
-    println!(
+    outln!(
         "shrunk in {:.1}s ({} runs{}): {} steps -> {} steps ({} generated ops -> {})",
         shrink_started.elapsed().as_secs_f64(),
         shrunk.runs,
@@ -205,8 +206,8 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
         shrunk_steps,
         ops_before,
         shrunk.case.ops.len(),
-    );
-    println!("shrunk failure: {}", shrunk.failure.summary());
+    )?;
+    outln!("shrunk failure: {}", shrunk.failure.summary())?;
     write_and_replay(&shrunk.case, &shrunk.failure, &args.out, transport)?;
     Ok(ExitCode::from(1))
 }
@@ -254,13 +255,17 @@ fn search(
         .max(1);
     let next = AtomicU64::new(0);
     let first_failure = AtomicU64::new(u64::MAX);
+    // Set once stdout's reader has gone (`sim fuzz | head`): nobody would see the rest.
+    let reader_gone = AtomicBool::new(false);
     let shared = Mutex::new(Shared {
         stats: CampaignStats::default(),
         progress: Progress::new(std::io::stdout().is_terminal()),
         found: None,
     });
     let worker = || loop {
-        if args.time_budget.is_some_and(|budget| started.elapsed() >= budget) {
+        if args.time_budget.is_some_and(|budget| started.elapsed() >= budget)
+            || reader_gone.load(Ordering::SeqCst)
+        {
             return;
         }
         let j = next.fetch_add(1, Ordering::SeqCst);
@@ -285,6 +290,9 @@ fn search(
         }
         let Shared { stats, progress, .. } = &mut *shared;
         progress.tick(stats, started);
+        if progress.closed.is_some() {
+            reader_gone.store(true, Ordering::SeqCst);
+        }
     };
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -302,7 +310,7 @@ fn write_and_replay(
     transport: TransportKind,
 ) -> anyhow::Result<()> {
     let (path, replayed) = export(case, failure, out, transport)?;
-    println!("wrote {}", path.display());
+    outln!("wrote {}", path.display())?;
     let same = |replayed: &Option<Failure>| replayed.as_ref() == Some(failure);
     let http = if transport == TransportKind::Http {
         replayed.clone()
@@ -311,26 +319,26 @@ fn write_and_replay(
     };
     for (name, result) in [(transport.name(), &replayed), ("http", &http)] {
         match result {
-            _ if same(result) => println!("replayed over {name}: the same failure"),
-            Some(other) => println!(
+            _ if same(result) => outln!("replayed over {name}: the same failure")?,
+            Some(other) => outln!(
                 "REPLAY MISMATCH over {name}: the file fails differently: {}",
                 other.summary()
-            ),
-            None => println!("REPLAY MISMATCH over {name}: the file passes"),
+            )?,
+            None => outln!("REPLAY MISMATCH over {name}: the file passes")?,
         }
     }
-    println!(
+    outln!(
         "replay: cargo run -p sim{} -- scenario {}",
         crate::engine::replay_features(),
         path.display()
-    );
+    )?;
     Ok(())
 }
 
-fn print_summary(stats: &CampaignStats, elapsed: Duration, args: &FuzzArgs) {
+fn print_summary(stats: &CampaignStats, elapsed: Duration, args: &FuzzArgs) -> std::io::Result<()> {
     let secs = elapsed.as_secs_f64().max(1e-9);
-    println!("--- summary");
-    println!(
+    outln!("--- summary")?;
+    outln!(
         "cases: {} (shard {})  steps: {}  time: {:.2}s  throughput: {:.0} cases/s, {:.0} steps/s",
         stats.cases,
         args.shard,
@@ -338,15 +346,16 @@ fn print_summary(stats: &CampaignStats, elapsed: Duration, args: &FuzzArgs) {
         secs,
         stats.cases as f64 / secs,
         stats.steps as f64 / secs
-    );
+    )?;
     let never = stats.marks_never_hit();
     let all = agentsim_core::marks::ALL.len();
     let never_text =
         if never.is_empty() { String::new() } else { format!("; never hit: {}", never.join(", ")) };
-    println!("coverage: {}/{all} marks hit{never_text}", all - never.len());
+    outln!("coverage: {}/{all} marks hit{never_text}", all - never.len())?;
     for (name, (count, seed)) in &stats.known {
-        println!("known issue {name}: {count} case(s), first seed {seed} (see sim::fuzz::KNOWN_ISSUES; --strict stops at it)");
+        outln!("known issue {name}: {count} case(s), first seed {seed} (see sim::fuzz::KNOWN_ISSUES; --strict stops at it)")?;
     }
+    Ok(())
 }
 
 /// The progress line: rewritten in place on a terminal; otherwise one plain line every 10 s.
@@ -355,11 +364,14 @@ struct Progress {
     terminal: bool,
     last: Option<Instant>,
     shown: bool,
+    /// The first write that failed (stdout's reader has gone): the campaign stops, and
+    /// [`Progress::finish`] hands the error on.
+    closed: Option<std::io::Error>,
 }
 
 impl Progress {
     fn new(terminal: bool) -> Progress {
-        Progress { terminal, last: None, shown: false }
+        Progress { terminal, last: None, shown: false, closed: None }
     }
 
     #[allow(clippy::disallowed_methods)]
@@ -370,7 +382,7 @@ impl Progress {
         let due = self
             .last
             .map_or(now.duration_since(started) >= every, |last| now.duration_since(last) >= every);
-        if !due {
+        if !due || self.closed.is_some() {
             return;
         }
         self.last = Some(now);
@@ -384,19 +396,24 @@ impl Progress {
             agentsim_core::marks::ALL.len()
         );
         let mut out = std::io::stdout().lock();
-        if self.terminal {
-            let _ = write!(out, "\r\x1b[2K{line}");
-            let _ = out.flush();
+        let written = if self.terminal {
             self.shown = true;
+            write!(out, "\r\x1b[2K{line}").and_then(|()| out.flush())
         } else {
-            let _ = writeln!(out, "progress: {line}");
-        }
+            writeln!(out, "progress: {line}")
+        };
+        self.closed = written.err();
     }
 
-    fn finish(&mut self) {
-        if self.shown {
-            println!();
+    /// Ends the line a terminal's progress left open; the error of a write that failed.
+    fn finish(&mut self) -> std::io::Result<()> {
+        if let Some(error) = self.closed.take() {
+            return Err(error);
         }
+        if self.shown {
+            outln!()?;
+        }
+        Ok(())
     }
 }
 
