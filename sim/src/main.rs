@@ -1,5 +1,6 @@
 //! `sim`: replay scenarios, list them, fuzz the lifecycle, measure the harness.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -86,10 +87,7 @@ fn default_scenarios_dir() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs();
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Scenario(args) => run_scenario(&args),
@@ -106,6 +104,43 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The tracing targets of this project: what a bare level in `RUST_LOG` turns on.
+const OWN_TARGETS: [&str; 2] = ["sim", "agentsim_core"];
+
+/// Logs on stderr: this project's lines only unless `RUST_LOG` names other targets (see
+/// [`log_directives`]), no wall-clock stamps (they differ run to run while the run itself does
+/// not; a log line from inside a run carries its virtual time), and colour only for a person
+/// at a terminal who has not set `NO_COLOR`.
+fn init_logs() {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter =
+        tracing_subscriber::EnvFilter::builder().parse_lossy(log_directives(rust_log.as_deref()));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .without_time()
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// `RUST_LOG` as filter directives: a directive that is a bare level (`debug`, `off`) stands for
+/// that level on each of [`OWN_TARGETS`] (`RUST_LOG=debug` is `sim=debug,agentsim_core=debug`);
+/// a directive naming a target (`hyper=trace`, `wiremock`) is kept as written, so the HTTP
+/// crates log only when asked for by name. Unset or empty is `error`.
+fn log_directives(rust_log: Option<&str>) -> String {
+    let spec = rust_log.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("error");
+    let mut directives = Vec::new();
+    for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if directive.parse::<tracing_subscriber::filter::LevelFilter>().is_ok() {
+            directives.extend(OWN_TARGETS.iter().map(|target| format!("{target}={directive}")));
+        } else {
+            directives.push(directive.to_owned());
+        }
+    }
+    directives.join(",")
 }
 
 fn fuzz(args: &sim::fuzz::FuzzArgs) -> anyhow::Result<ExitCode> {
@@ -295,4 +330,26 @@ fn write_artifacts(dir: &Path, report: &RunReport) -> anyhow::Result<()> {
         std::fs::write(dir.join("rollouts").join(format!("{thread}.jsonl")), bytes)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn a_bare_level_in_rust_log_means_this_projects_targets_only() {
+        let own = |level: &str| format!("sim={level},agentsim_core={level}");
+        assert_eq!(log_directives(None), own("error"));
+        assert_eq!(log_directives(Some(" ")), own("error"));
+        assert_eq!(log_directives(Some("debug")), own("debug"));
+        assert_eq!(log_directives(Some("OFF")), own("OFF"));
+        assert_eq!(log_directives(Some("trace,hyper=info")), own("trace") + ",hyper=info");
+        assert_eq!(log_directives(Some("agentsim_core=debug")), "agentsim_core=debug");
+        assert_eq!(log_directives(Some("wiremock, info")), "wiremock,".to_owned() + &own("info"));
+    }
 }

@@ -380,3 +380,21 @@ fn a_reader_that_closes_early_ends_sim_quietly_with_status_0() {
     assert_exit(&output, 0, "head -1");
     assert!(!text(&output.stderr).contains("panicked"), "{}", text(&output.stderr));
 }
+
+#[test]
+fn debug_logs_are_this_projects_in_virtual_time_without_colour_when_redirected() {
+    let output = sim(&["scenario", "cold_start", "--transport", "http"], "debug");
+    assert_exit(&output, 0, "cold_start");
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("registered agent identity"), "{stderr}");
+    for line in stderr.lines() {
+        assert!(line.contains(" agentsim_core: ") || line.contains(" sim: "), "{line}");
+        assert!(!line.contains('\x1b'), "colour in a redirected log: {line:?}");
+        assert!(!line.starts_with(|c: char| c.is_ascii_digit()), "a wall-clock stamp: {line}");
+        assert!(line.contains(" vt=+"), "no virtual time: {line}");
+    }
+    let output = sim(&["scenario", "cold_start", "--transport", "http"], "info");
+    let stderr = text(&output.stderr);
+    assert!(stderr.lines().all(|l| l.contains(" agentsim_core: ")), "{stderr}");
+    assert!(stderr.contains("registered agent identity") && !stderr.contains("DEBUG"), "{stderr}");
+}
