@@ -54,9 +54,13 @@ struct ScenarioArgs {
     /// Where rollouts are kept during the run.
     #[arg(long, value_enum, default_value_t = Store::Memory)]
     store: Store,
-    /// Write every artifact (rollouts, events, requests, logs, timeline, snapshot) under DIR.
+    /// Write every artifact (rollouts, events, requests, logs, timeline, snapshot) under DIR,
+    /// which must be missing or empty (so no artifact of another run mixes in), unless --force.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Empty the --out folder first if it holds anything.
+    #[arg(long, requires = "out")]
+    force: bool,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -217,6 +221,9 @@ fn resolve(args: &ScenarioArgs) -> anyhow::Result<Scenario> {
 
 fn run_scenario(args: &ScenarioArgs) -> anyhow::Result<ExitCode> {
     let scenario = resolve(args)?;
+    if let Some(dir) = &args.out {
+        prepare_out(dir, args.force)?;
+    }
     let seed = args.seed.or(scenario.config.seed).unwrap_or(sim::engine::DEFAULT_SEED);
     let transport = args.transport;
     // The seed and the replay command come first, so a killed run still shows them.
@@ -250,6 +257,49 @@ fn run_scenario(args: &ScenarioArgs) -> anyhow::Result<ExitCode> {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&report_json(&report))?)?,
     }
     Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Makes `dir` ready for one run's artifacts: missing (it is created when written) or empty.
+/// Anything in it is refused, since old files would pass for this run's, unless `force`, which
+/// empties it; never the current or the home folder, nor a folder holding either.
+fn prepare_out(dir: &Path, force: bool) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other
+            .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("cannot read the --out folder {}", dir.display()))?,
+    };
+    if entries.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        anyhow::bail!(
+            "the --out folder {} is not empty ({} entries): name a new or empty folder, or add \
+             --force to empty it first",
+            dir.display(),
+            entries.len()
+        );
+    }
+    let canonical = dir.canonicalize()?;
+    let precious = [std::env::current_dir().ok(), std::env::var_os("HOME").map(PathBuf::from)];
+    for keep in precious.into_iter().flatten().filter_map(|p| p.canonicalize().ok()) {
+        anyhow::ensure!(
+            !keep.starts_with(&canonical),
+            "refusing to empty {} with --force: it holds {}",
+            dir.display(),
+            keep.display()
+        );
+    }
+    for entry in entries {
+        let path = entry.path();
+        let removed = if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("--force: cannot remove {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn replay_name(args: &ScenarioArgs, scenario: &Scenario) -> String {

@@ -272,6 +272,7 @@ fn inv14_no_secret_in_anything_the_command_prints_or_writes() {
             format,
             "--out",
             &out_text,
+            "--force",
         ];
         let output = sim(&args, "debug");
         assert_exit(&output, 0, transport);
@@ -397,4 +398,47 @@ fn debug_logs_are_this_projects_in_virtual_time_without_colour_when_redirected()
     let stderr = text(&output.stderr);
     assert!(stderr.lines().all(|l| l.contains(" agentsim_core: ")), "{stderr}");
     assert!(stderr.contains("registered agent identity") && !stderr.contains("DEBUG"), "{stderr}");
+}
+
+#[test]
+fn out_refuses_a_folder_that_holds_anything_unless_force_empties_it() {
+    let dir = folder(&[("stale.txt", b"from another run")]);
+    std::fs::create_dir(dir.path().join("rollouts-of-old")).expect("mkdir");
+    let out = dir.path().display().to_string();
+    let args = ["scenario", "cold_start", "--transport", "memory", "--out", &out];
+    let output = sim(&args, "off");
+    assert_exit(&output, 2, "non-empty --out");
+    assert_eq!(
+        text(&output.stderr),
+        format!(
+            "error: the --out folder {out} is not empty (2 entries): name a new or empty folder, \
+             or add --force to empty it first\n"
+        )
+    );
+    assert_eq!(text(&output.stdout), "", "nothing runs");
+    assert!(dir.path().join("stale.txt").exists(), "nothing is removed without --force");
+
+    let output = sim(&[&args[..], &["--force"]].concat(), "off");
+    assert_exit(&output, 0, "--force");
+    assert!(!dir.path().join("stale.txt").exists() && !dir.path().join("rollouts-of-old").exists());
+    for artifact in ["report.json", "snapshot.txt", "timeline.txt", "rollouts"] {
+        assert!(dir.path().join(artifact).exists(), "{artifact} not written");
+    }
+    // A new folder, or an empty one, needs no --force.
+    let fresh = dir.path().join("new").join("deeper").display().to_string();
+    let output = sim(&["scenario", "cold_start", "--transport", "memory", "--out", &fresh], "off");
+    assert_exit(&output, 0, "a new folder");
+
+    let output = sim(&["scenario", "cold_start", "--force"], "off");
+    assert_exit(&output, 2, "--force without --out");
+    assert!(text(&output.stderr).contains("--out <DIR>"), "{}", text(&output.stderr));
+
+    // Never the folder sim runs in, nor one holding it.
+    let output = command(&["scenario", "cold_start", "--out", ".", "--force"], "off")
+        .current_dir(dir.path())
+        .output()
+        .expect("sim runs");
+    assert_exit(&output, 2, "--out . --force");
+    assert!(text(&output.stderr).starts_with("error: refusing to empty . with --force"));
+    assert!(dir.path().join("report.json").exists(), "the current folder was emptied");
 }
