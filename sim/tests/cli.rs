@@ -442,3 +442,55 @@ fn out_refuses_a_folder_that_holds_anything_unless_force_empties_it() {
     assert!(text(&output.stderr).starts_with("error: refusing to empty . with --force"));
     assert!(dir.path().join("report.json").exists(), "the current folder was emptied");
 }
+
+/// The header and summary lines of a `sim fuzz` run that name its cases (not its timing).
+fn fuzz_case_lines(output: &Output) -> Vec<String> {
+    text(&output.stdout)
+        .lines()
+        .filter(|l| l.starts_with("fuzz:") || l.starts_with("replay:") || l.starts_with("cases:"))
+        .map(|l| l.split("  time:").next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn partition_k_of_n_runs_what_shard_k_minus_1_of_n_runs() {
+    let fuzz = |extra: &[&str]| {
+        let mut args = vec!["fuzz", "--cases", "2", "--jobs", "1", "--out", "unused"];
+        args.extend_from_slice(extra);
+        let output = sim(&args, "off");
+        assert_exit(&output, 0, &args.join(" "));
+        fuzz_case_lines(&output)
+    };
+    let shard = fuzz(&["--shard", "2/4"]);
+    assert!(shard[0].starts_with("fuzz: base seed 0, shard 2/4, 2 cases"), "{shard:?}");
+    assert_eq!(fuzz(&["--partition", "3/4"]), shard);
+
+    let output = sim(&["fuzz", "--partition", "1/2", "--shard", "0/2"], "off");
+    assert_exit(&output, 2, "both");
+    assert!(text(&output.stderr).contains("cannot be used with"), "{}", text(&output.stderr));
+    for (partition, why) in [
+        ("0/4", "partition \"0/4\": need 1 <= K <= N, e.g. 1/4 to 4/4"),
+        ("5/4", "partition \"5/4\": need 1 <= K <= N, e.g. 1/4 to 4/4"),
+        ("1/0", "partition \"1/0\": need 1 <= K <= N, e.g. 1/4 to 4/4"),
+    ] {
+        let output = sim(&["fuzz", "--partition", partition], "off");
+        assert_exit(&output, 2, partition);
+        let wanted = format!("error: invalid value '{partition}' for '--partition <K/N>': {why}");
+        assert!(text(&output.stderr).starts_with(&wanted), "{}", text(&output.stderr));
+    }
+}
+
+#[test]
+fn fuzz_durations_are_the_scenario_files_days_included() {
+    let output = sim(&["fuzz", "--cases", "1", "--time-budget", "1d", "--out", "unused"], "off");
+    assert_exit(&output, 0, "--time-budget 1d");
+    assert!(text(&output.stdout).contains(", time budget 1d, "), "{}", text(&output.stdout));
+    let output = sim(&["fuzz", "--time-budget", "1d12h", "--cases", "1", "--out", "unused"], "off");
+    assert_exit(&output, 0, "--time-budget 1d12h");
+    let output = sim(&["fuzz", "--time-budget", "60"], "off");
+    assert_exit(&output, 2, "--time-budget 60");
+    assert!(text(&output.stderr).starts_with(
+        "error: invalid value '60' for '--time-budget <DURATION>': invalid duration \"60\": write a \
+         number and a unit (ms, s, m, h or d), e.g. 250ms, 15s or 1h30m"
+    ));
+}

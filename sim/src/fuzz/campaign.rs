@@ -4,7 +4,8 @@
 //! Shards split the seed space of one base seed with no overlap: shard `i/n` runs the case
 //! indices `k` with `k % n == i` (`i`, `i + n`, `i + 2n`, ...), `--cases` of them. Case `k`'s seed is
 //! [`super::case_seed`]`(base, k)`, so a CI matrix of `n` jobs with the same base seed covers `n`
-//! times as many distinct cases.
+//! times as many distinct cases. `--partition k/n` names the same split 1-based, as nextest's
+//! `--partition count:k/n` does: `k/n` is shard `(k-1)/n`.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
@@ -31,19 +32,25 @@ pub struct FuzzArgs {
     /// scenario files' durations); without --cases, run as many cases as fit.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub time_budget: Option<Duration>,
-    /// Run only the case indices k with k % n == i (`i/n`), for CI matrices.
+    /// Run only the case indices k with k % n == i (`i/n`, 0-based), for CI matrices.
     #[arg(long, value_name = "I/N", value_parser = parse_shard, default_value = "0/1")]
     pub shard: Shard,
+    /// The same split, 1-based as nextest's `--partition count:k/n`: `k/n` runs what
+    /// `--shard (k-1)/n` runs.
+    #[arg(long, value_name = "K/N", value_parser = parse_partition, conflicts_with = "shard")]
+    pub partition: Option<Shard>,
     /// How backend calls travel.
     #[arg(long, value_enum, default_value_t = TransportKind::Memory)]
     pub transport: TransportKind,
-    /// Where a failing case is written, as `fuzz-<seed>.scn`.
+    /// Where a failing case is written, as `fuzz-<seed>.scn`. The folder collects failures
+    /// across runs (one file per case seed), so it may already hold files.
     #[arg(long, value_name = "DIR", default_value = "fuzz-failures")]
     pub out: PathBuf,
     /// The most wall-clock time shrinking a failure may take.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     pub shrink_time: Duration,
-    /// Run only the case with this seed (as printed for a failure), ignoring --seed and --shard.
+    /// Run only the case with this seed (as printed for a failure), ignoring --seed, --shard and
+    /// --partition.
     #[arg(long)]
     pub case_seed: Option<u64>,
     /// Stop at known issues too (`sim::fuzz::KNOWN_ISSUES`), instead of counting them and going on.
@@ -64,6 +71,11 @@ impl FuzzArgs {
             (None, Some(_)) => u64::MAX / 2,
             (None, None) => 1000,
         }
+    }
+
+    /// The shard this run takes: `--partition` (already turned 0-based) or `--shard`.
+    pub fn shard(&self) -> Shard {
+        self.partition.unwrap_or(self.shard)
     }
 }
 
@@ -101,6 +113,22 @@ pub fn parse_shard(text: &str) -> Result<Shard, String> {
         return Err(format!("shard {text:?}: need 0 <= I < N, e.g. 0/4 to 3/4"));
     }
     Ok(Shard { index, count })
+}
+
+/// Parses `k/n` with `1 <= k <= n` (nextest's 1-based partitions) into shard `(k-1)/n`.
+pub fn parse_partition(text: &str) -> Result<Shard, String> {
+    let (k, n) =
+        text.split_once('/').ok_or_else(|| format!("expected K/N such as 1/4, found {text:?}"))?;
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{s:?} is not a whole number in partition {text:?}"))
+    };
+    let (k, n) = (number(k)?, number(n)?);
+    if n == 0 || k == 0 || k > n {
+        return Err(format!("partition {text:?}: need 1 <= K <= N, e.g. 1/4 to 4/4"));
+    }
+    Ok(Shard { index: k - 1, count: n })
 }
 
 /// Parses a duration in the scenario files' syntax ([`crate::duration`]: `500ms`, `60s`, `5m`,
@@ -147,6 +175,7 @@ impl CampaignStats {
 pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     let transport = args.transport;
     let base = args.seed;
+    let shard = args.shard();
     // The seed and the replay command come first, so a killed run still shows them.
     let cases = args.case_count();
     match args.case_seed {
@@ -158,8 +187,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
             let count =
                 args.cases.map_or("as many cases as fit".to_owned(), |n| format!("{n} cases"));
             outln!(
-                "fuzz: base seed {base}, shard {}, {count}{budget}, transport {}",
-                args.shard,
+                "fuzz: base seed {base}, shard {shard}, {count}{budget}, transport {}",
                 transport.name()
             )?;
             // Case k of a campaign is the same case whatever the budget: the replay names the
@@ -171,8 +199,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
                 (None, None) => format!("--cases {cases}"),
             };
             outln!(
-                "replay: cargo run --release -p sim -- fuzz --seed {base} {limit} --shard {} --transport {}",
-                args.shard,
+                "replay: cargo run --release -p sim -- fuzz --seed {base} {limit} --shard {shard} --transport {}",
                 transport.name()
             )?;
         }
@@ -182,7 +209,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     let (stats, found, mut progress) = search(args, cases, started);
     let elapsed = started.elapsed();
     progress.finish()?;
-    print_summary(&stats, elapsed, args)?;
+    print_summary(&stats, elapsed, shard)?;
     let Some(Found { index, seed, failure, steps: steps_before, ops: ops_before }) = found else {
         outln!("result: no failure")?;
         return Ok(ExitCode::SUCCESS);
@@ -240,11 +267,12 @@ fn search(
     started: Instant,
 ) -> (CampaignStats, Option<Found>, Progress) {
     let transport = args.transport;
+    let shard = args.shard();
     let case_at = |j: u64| -> Option<(u64, u64)> {
         match args.case_seed {
             Some(seed) => (j == 0).then_some((0, seed)),
             None => (j < cases).then(|| {
-                let k = j * args.shard.count + args.shard.index;
+                let k = j * shard.count + shard.index;
                 (k, case_seed(args.seed, k))
             }),
         }
@@ -335,13 +363,13 @@ fn write_and_replay(
     Ok(())
 }
 
-fn print_summary(stats: &CampaignStats, elapsed: Duration, args: &FuzzArgs) -> std::io::Result<()> {
+fn print_summary(stats: &CampaignStats, elapsed: Duration, shard: Shard) -> std::io::Result<()> {
     let secs = elapsed.as_secs_f64().max(1e-9);
     outln!("--- summary")?;
     outln!(
         "cases: {} (shard {})  steps: {}  time: {:.2}s  throughput: {:.0} cases/s, {:.0} steps/s",
         stats.cases,
-        args.shard,
+        shard,
         stats.steps,
         secs,
         stats.cases as f64 / secs,
@@ -420,6 +448,31 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partition_is_the_shard_one_below() {
+        for n in 1..=5 {
+            for k in 1..=n {
+                assert_eq!(
+                    parse_partition(&format!("{k}/{n}")),
+                    parse_shard(&format!("{}/{n}", k - 1))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn partitions_outside_1_to_n_are_refused_with_the_rule() {
+        let rule = |t: &str| Err(format!("partition {t:?}: need 1 <= K <= N, e.g. 1/4 to 4/4"));
+        for text in ["0/4", "5/4", "1/0", "0/0"] {
+            assert_eq!(parse_partition(text), rule(text), "{text}");
+        }
+        assert_eq!(
+            parse_partition("x/4"),
+            Err("\"x\" is not a whole number in partition \"x/4\"".to_owned())
+        );
+        assert_eq!(parse_partition("3"), Err("expected K/N such as 1/4, found \"3\"".to_owned()));
+    }
 
     #[test]
     fn cli_durations_are_the_scenario_files() {
