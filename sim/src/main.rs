@@ -12,11 +12,20 @@ use sim::{RunOptions, RunReport, StoreKind, TransportKind};
 
 /// agentsim: a deterministic simulator for the agent identity and per-thread agent task lifecycle.
 #[derive(Debug, Parser)]
-#[command(name = "sim", version, about, long_about = None)]
+#[command(name = "sim", version, about, long_about = None, after_long_help = ENVIRONMENT)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
 }
+
+/// The environment `sim` reads, for `sim --help`.
+const ENVIRONMENT: &str = "\
+Environment:
+  AGENTSIM_SEED  the default of --seed (sim scenario, sim fuzz); a flag wins
+  AGENTSIM_CASES the default of --cases (sim fuzz); a flag wins
+  RUST_LOG       log filter for stderr; a bare level (RUST_LOG=debug) applies to this project's
+                 targets only (sim, agentsim_core); name others to see them (RUST_LOG=debug,hyper=info)
+  NO_COLOR       set and non-empty: no colour in logs (there is none unless stderr is a terminal)";
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
@@ -46,7 +55,7 @@ struct ScenarioArgs {
     /// A scenario name from the scenarios folder, or a path to a `.scn` file.
     name: String,
     /// Master seed (overrides the scenario's `seed:`).
-    #[arg(long)]
+    #[arg(long, env = "AGENTSIM_SEED")]
     seed: Option<u64>,
     /// How backend calls travel.
     #[arg(long, value_enum, default_value_t = TransportKind::Http)]

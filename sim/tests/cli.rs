@@ -481,6 +481,41 @@ fn partition_k_of_n_runs_what_shard_k_minus_1_of_n_runs() {
 }
 
 #[test]
+fn agentsim_seed_and_cases_set_the_defaults_and_flags_win() {
+    let fuzz = |env: &[(&str, &str)], args: &[&str]| {
+        let mut command =
+            command(&[&["fuzz", "--jobs", "1", "--out", "unused"], args].concat(), "off");
+        command.envs(env.iter().copied());
+        let output = command.output().expect("sim runs");
+        assert_exit(&output, 0, &format!("{env:?} {args:?}"));
+        fuzz_case_lines(&output)
+    };
+    let env = [("AGENTSIM_SEED", "5"), ("AGENTSIM_CASES", "2")];
+    let from_env = fuzz(&env, &[]);
+    assert_eq!(from_env, fuzz(&[], &["--seed", "5", "--cases", "2"]));
+    assert!(from_env[0].starts_with("fuzz: base seed 5, shard 0/1, 2 cases"), "{from_env:?}");
+    let flags = fuzz(&env, &["--seed", "6", "--cases", "1"]);
+    assert!(flags[0].starts_with("fuzz: base seed 6, shard 0/1, 1 cases"), "{flags:?}");
+
+    let scenario = |env: &[(&str, &str)], args: &[&str]| {
+        let base = ["scenario", "cold_start", "--transport", "memory"];
+        let mut command = command(&[&base[..], args].concat(), "off");
+        command.envs(env.iter().copied());
+        let output = command.output().expect("sim runs");
+        text(&output.stdout).lines().nth(1).unwrap_or_default().to_owned()
+    };
+    assert_eq!(scenario(&[("AGENTSIM_SEED", "7")], &[]), "seed: 7  transport: memory");
+    assert_eq!(scenario(&[("AGENTSIM_SEED", "7")], &["--seed", "8"]), "seed: 8  transport: memory");
+
+    let mut bad = command(&["fuzz", "--cases", "1"], "off");
+    let output = bad.env("AGENTSIM_SEED", "many").output().expect("sim runs");
+    assert_exit(&output, 2, "AGENTSIM_SEED=many");
+    assert!(text(&output.stderr).starts_with("error: invalid value 'many' for '--seed <SEED>'"));
+    let help = text(&sim(&["fuzz", "--help"], "off").stdout);
+    assert!(help.contains("[env: AGENTSIM_SEED=]") && help.contains("[env: AGENTSIM_CASES=]"));
+}
+
+#[test]
 fn fuzz_durations_are_the_scenario_files_days_included() {
     let output = sim(&["fuzz", "--cases", "1", "--time-budget", "1d", "--out", "unused"], "off");
     assert_exit(&output, 0, "--time-budget 1d");

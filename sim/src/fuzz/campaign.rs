@@ -23,10 +23,10 @@ use crate::outln;
 #[derive(Debug, Clone, clap::Args)]
 pub struct FuzzArgs {
     /// The campaign's base seed; each case's seed derives from it and the case's index.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "AGENTSIM_SEED", default_value_t = 0)]
     pub seed: u64,
     /// How many cases this shard runs [default: 1000, or as many as fit in --time-budget].
-    #[arg(long)]
+    #[arg(long, env = "AGENTSIM_CASES")]
     pub cases: Option<u64>,
     /// Stop starting new cases after this much wall-clock time (`60s`, `5m`, `1h30m`, `1d`: the
     /// scenario files' durations); without --cases, run as many cases as fit.
