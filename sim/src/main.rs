@@ -240,8 +240,8 @@ fn run_scenario(args: &ScenarioArgs) -> anyhow::Result<ExitCode> {
         outln!("scenario: {} ({})", scenario.name, scenario.description)?;
         outln!("seed: {seed}  transport: {}", transport.name())?;
         outln!(
-            "replay: cargo run -p sim{} -- scenario {} --seed {seed} --transport {}",
-            sim::engine::replay_features(),
+            "replay: {} -- scenario {} --seed {seed} --transport {}",
+            sim::fuzz::cargo_run(),
             replay_name(args, &scenario),
             transport.name()
         )?;

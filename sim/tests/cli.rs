@@ -204,7 +204,8 @@ fn exit_status_is_0_for_a_pass_1_for_a_failed_run_and_2_for_a_step_that_cannot_r
             stdout.starts_with("scenario: stuck (cannot run)\nseed: 1  transport: "),
             "{stdout}"
         );
-        assert!(stdout.contains("replay: cargo run -p sim -- scenario "), "{stdout}");
+        let replay = format!("replay: {} -- scenario ", sim::fuzz::cargo_run());
+        assert!(stdout.contains(&replay), "{stdout}");
 
         let output = sim(&["scenario", &path("missing.scn"), "--transport", transport], "off");
         assert_exit(&output, 2, "missing rollout");
@@ -528,4 +529,20 @@ fn fuzz_durations_are_the_scenario_files_days_included() {
         "error: invalid value '60' for '--time-budget <DURATION>': invalid duration \"60\": write a \
          number and a unit (ms, s, m, h or d), e.g. 250ms, 15s or 1h30m"
     ));
+}
+
+#[test]
+fn fuzz_replay_lines_name_this_build() {
+    let output = sim(&["fuzz", "--seed", "3", "--cases", "1", "--out", "unused"], "off");
+    assert_exit(&output, 0, "fuzz");
+    let stdout = text(&output.stdout);
+    let wanted = format!(
+        "replay: {} -- fuzz --seed 3 --cases 1 --shard 0/1 --transport memory\n",
+        sim::fuzz::cargo_run()
+    );
+    assert!(stdout.contains(&wanted), "{stdout}");
+    let release = !cfg!(debug_assertions);
+    assert_eq!(sim::fuzz::cargo_run().contains(" --release "), release);
+    let planted = agentsim_core::planted_bugs().count() > 0;
+    assert_eq!(sim::fuzz::cargo_run().contains(" --features agentsim-core/planted-bug-"), planted);
 }

@@ -176,6 +176,8 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     let transport = args.transport;
     let base = args.seed;
     let shard = args.shard();
+    let cargo_run = super::cargo_run();
+    let strict = if args.strict { " --strict" } else { "" };
     // The seed and the replay command come first, so a killed run still shows them.
     let cases = args.case_count();
     match args.case_seed {
@@ -199,7 +201,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
                 (None, None) => format!("--cases {cases}"),
             };
             outln!(
-                "replay: cargo run --release -p sim -- fuzz --seed {base} {limit} --shard {shard} --transport {}",
+                "replay: {cargo_run} -- fuzz --seed {base} {limit} --shard {shard} --transport {}{strict}",
                 transport.name()
             )?;
         }
@@ -218,7 +220,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     outln!()?;
     outln!("FAILURE in case {index} (seed {seed}): {}", failure.summary())?;
     outln!(
-        "rerun this case: cargo run --release -p sim -- fuzz --case-seed {seed} --transport {}",
+        "rerun this case: {cargo_run} -- fuzz --case-seed {seed} --transport {}{strict}",
         transport.name()
     )?;
     let shrink_started = Instant::now();
@@ -355,11 +357,7 @@ fn write_and_replay(
             None => outln!("REPLAY MISMATCH over {name}: the file passes")?,
         }
     }
-    outln!(
-        "replay: cargo run -p sim{} -- scenario {}",
-        crate::engine::replay_features(),
-        path.display()
-    )?;
+    outln!("replay: {} -- scenario {}", super::cargo_run(), path.display())?;
     Ok(())
 }
 
