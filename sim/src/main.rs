@@ -1,11 +1,11 @@
 //! `sim`: replay scenarios, list them, fuzz the lifecycle, measure the harness.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use sim::outln;
 use sim::scenario::{self, Scenario};
 use sim::{RunOptions, RunReport, StoreKind, TransportKind};
@@ -47,6 +47,11 @@ enum Cmd {
         /// The scenarios folder.
         #[arg(long, default_value_os_t = default_scenarios_dir())]
         scenarios: PathBuf,
+    },
+    /// Print a shell completion script for `sim` on stdout.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
         Cmd::List { scenarios } => list(&scenarios),
         Cmd::Fuzz(args) => fuzz(&args),
         Cmd::Bench { scale, scenarios } => bench(&scenarios, scale),
+        Cmd::Completions { shell } => completions(shell),
     };
     match result {
         Ok(code) => code,
@@ -203,6 +209,16 @@ fn list(dir: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if broken > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+/// Written whole to stdout: clap_complete panics on a write error, a `Vec` has none.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "sim", &mut script);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn resolve(args: &ScenarioArgs) -> anyhow::Result<Scenario> {
@@ -397,7 +413,7 @@ mod tests {
 
     #[test]
     fn the_command_line_is_well_formed() {
-        <Cli as clap::CommandFactory>::command().debug_assert();
+        Cli::command().debug_assert();
     }
 
     #[test]

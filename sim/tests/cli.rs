@@ -353,11 +353,12 @@ fn sim_into_closed_pipe(args: &[&str]) -> Output {
 #[test]
 fn a_reader_that_closes_early_ends_sim_quietly_with_status_0() {
     let scenario = ["scenario", "cold_start", "--transport", "memory"];
-    let commands: [&[&str]; 6] = [
+    let commands: [&[&str]; 7] = [
         &["list"],
         &scenario,
         &["scenario", "cold_start", "--transport", "memory", "--format", "json"],
         &["fuzz", "--cases", "2", "--out", "unused-fuzz-failures"],
+        &["completions", "bash"],
         &["--help"],
         &["scenario", "--help"],
     ];
@@ -545,4 +546,23 @@ fn fuzz_replay_lines_name_this_build() {
     assert_eq!(sim::fuzz::cargo_run().contains(" --release "), release);
     let planted = agentsim_core::planted_bugs().count() > 0;
     assert_eq!(sim::fuzz::cargo_run().contains(" --features agentsim-core/planted-bug-"), planted);
+}
+
+#[test]
+fn completions_print_a_script_for_every_shell() {
+    for (shell, wanted) in [
+        ("bash", "complete -F _sim"),
+        ("zsh", "#compdef sim"),
+        ("fish", "complete -c sim"),
+        ("powershell", "Register-ArgumentCompleter"),
+        ("elvish", "edit:completion:arg-completer[sim]"),
+    ] {
+        let output = sim(&["completions", shell], "off");
+        assert_exit(&output, 0, shell);
+        let script = text(&output.stdout);
+        assert!(script.contains(wanted), "{shell}: no {wanted:?}");
+        assert!(script.contains("partition"), "{shell}: the fuzz options are not completed");
+    }
+    let output = sim(&["completions", "tcsh"], "off");
+    assert_exit(&output, 2, "tcsh");
 }
