@@ -30,8 +30,18 @@ Environment:
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Replay one scenario and print its timeline (exit 1 when an expectation or invariant fails).
+    #[command(after_long_help = "\
+Examples:
+  sim scenario cold_start
+  sim scenario cold_start --seed 7 --transport memory
+  sim scenario cold_start --out out/cold --force
+  sim scenario path/to/some.scn --format json")]
     Scenario(ScenarioArgs),
     /// Measure the harness: simulated turns/s, HTTP requests/s, cost of a scenario run.
+    #[command(after_long_help = "\
+Examples:
+  cargo run --release -p sim -- bench
+  sim bench --scale 4")]
     Bench {
         /// Multiply the work (longer, steadier figures).
         #[arg(long, default_value_t = 1)]
@@ -41,14 +51,30 @@ enum Cmd {
         scenarios: PathBuf,
     },
     /// Fuzz the lifecycle with generated scenarios; shrink and write the first failure (exit 1).
+    #[command(after_long_help = "\
+Examples:
+  sim fuzz --cases 10000
+  sim fuzz --seed 42 --time-budget 2m
+  sim fuzz --cases 100000 --partition 3/8 --out fuzz-failures
+  sim fuzz --case-seed 3591268276242984041")]
     Fuzz(sim::fuzz::FuzzArgs),
     /// List the scenarios with their descriptions.
+    #[command(after_long_help = "\
+Examples:
+  sim list
+  sim list --scenarios path/to/folder
+  sim list | grep expiry")]
     List {
         /// The scenarios folder.
         #[arg(long, default_value_os_t = default_scenarios_dir())]
         scenarios: PathBuf,
     },
     /// Print a shell completion script for `sim` on stdout.
+    #[command(after_long_help = "\
+Examples:
+  sim completions bash > ~/.local/share/bash-completion/completions/sim
+  sim completions zsh > ~/.zfunc/_sim
+  sim completions fish > ~/.config/fish/completions/sim.fish")]
     Completions {
         /// The shell to complete for.
         shell: clap_complete::Shell,

@@ -566,3 +566,17 @@ fn completions_print_a_script_for_every_shell() {
     let output = sim(&["completions", "tcsh"], "off");
     assert_exit(&output, 2, "tcsh");
 }
+
+#[test]
+fn every_subcommands_long_help_ends_with_examples() {
+    for command in ["scenario", "fuzz", "bench", "list", "completions"] {
+        let output = sim(&[command, "--help"], "off");
+        assert_exit(&output, 0, command);
+        let help = text(&output.stdout);
+        let (_, examples) = help.rsplit_once("Examples:\n").unwrap_or_else(|| panic!("{help}"));
+        let lines: Vec<&str> = examples.lines().collect();
+        assert!((2..=4).contains(&lines.len()), "{command}: {lines:?}");
+        let sim_line = |l: &&str| l.starts_with("  sim ") || l.starts_with("  cargo run ");
+        assert!(lines.iter().all(sim_line), "{command}: {lines:?}");
+    }
+}
