@@ -324,11 +324,14 @@ fn prepare_out(dir: &Path, force: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if !force {
+        let count = match entries.len() {
+            1 => "1 entry".to_owned(),
+            n => format!("{n} entries"),
+        };
         anyhow::bail!(
-            "the --out folder {} is not empty ({} entries): name a new or empty folder, or add \
+            "the --out folder {} is not empty ({count}): name a new or empty folder, or add \
              --force to empty it first",
-            dir.display(),
-            entries.len()
+            dir.display()
         );
     }
     let canonical = dir.canonicalize()?;

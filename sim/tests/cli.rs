@@ -419,6 +419,10 @@ fn out_refuses_a_folder_that_holds_anything_unless_force_empties_it() {
     );
     assert_eq!(text(&output.stdout), "", "nothing runs");
     assert!(dir.path().join("stale.txt").exists(), "nothing is removed without --force");
+    let one = folder(&[("stale.txt", b"")]);
+    let one_text = one.path().display().to_string();
+    let output = sim(&["scenario", "cold_start", "--out", &one_text], "off");
+    assert!(text(&output.stderr).contains("is not empty (1 entry): "), "{}", text(&output.stderr));
 
     let output = sim(&[&args[..], &["--force"]].concat(), "off");
     assert_exit(&output, 0, "--force");
