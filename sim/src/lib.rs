@@ -15,6 +15,7 @@ pub mod bench;
 pub mod catalog;
 pub mod check;
 pub mod damage;
+pub mod duration;
 pub mod engine;
 pub mod fault;
 pub mod fuzz;
@@ -27,6 +28,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod seed;
+pub mod stdout;
 pub mod store;
 pub mod transport;
 

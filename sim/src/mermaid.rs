@@ -20,7 +20,7 @@ fn endpoint_participant(endpoint: Option<Endpoint>) -> (&'static str, &'static s
     match endpoint {
         Some(Endpoint::Biscuit) => ("biscuit", "GET /authenticate_app_v2"),
         Some(Endpoint::IdentityRegister) => ("identity", "POST /v1/agent/register"),
-        Some(Endpoint::TaskRegister) => ("task", "POST /v1/agent/{runtime}/task/register"),
+        Some(Endpoint::TaskRegister) => ("task", "POST /v1/agent/RUNTIME/task/register"),
         Some(Endpoint::Model) => ("model", "POST /v1/responses"),
         None => ("backend", "backend (other paths)"),
     }
@@ -78,7 +78,13 @@ pub fn render(title: &str, verdict: &str, entries: &[Entry]) -> String {
     for entry in entries {
         let at = crate::report::clock_ms(entry.at_ms);
         let who = threads.iter().position(|t| *t == entry.who).map(|i| format!("t{i}"));
-        let text = clean(&format!("{at} {}", strip_arrow(&entry.text)));
+        let shown = strip_arrow(&entry.text);
+        // A request's log text ends with its outcome; the answer is drawn as its own arrow.
+        let shown = match entry.kind {
+            EntryKind::Request(_) => shown.split_once(" -> ").map_or(shown, |(sent, _)| sent),
+            _ => shown,
+        };
+        let text = clean(&format!("{at} {shown}"));
         let line = match (entry.kind, who) {
             (EntryKind::Step, _) => format!("Note over {first},{last}: {text}"),
             (EntryKind::Request(e), _) => format!("{CORE}->>{}: {text}", endpoint_participant(e).0),

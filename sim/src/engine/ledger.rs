@@ -113,7 +113,7 @@ impl Ledger {
 
     /// Core wrote a log line: it goes to `tracing` too, so a user sees core's logs live.
     pub(super) fn log(&mut self, now: Timestamp, line: &LogLine) {
-        forward_to_tracing(line);
+        forward_to_tracing(line, &report::clock(now, self.start));
         self.tally.log(now, self.start, line);
     }
 
@@ -128,12 +128,13 @@ impl Ledger {
     }
 }
 
-fn forward_to_tracing(line: &LogLine) {
+/// `vt`: the run's virtual time, the only clock a log line of a run has.
+fn forward_to_tracing(line: &LogLine, vt: &str) {
     let fields = line.fields.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>();
     match line.level {
-        Level::Error => tracing::error!(target: "agentsim_core", "{}{fields}", line.message),
-        Level::Warn => tracing::warn!(target: "agentsim_core", "{}{fields}", line.message),
-        Level::Info => tracing::info!(target: "agentsim_core", "{}{fields}", line.message),
-        Level::Debug => tracing::debug!(target: "agentsim_core", "{}{fields}", line.message),
+        Level::Error => tracing::error!(target: "agentsim_core", %vt, "{}{fields}", line.message),
+        Level::Warn => tracing::warn!(target: "agentsim_core", %vt, "{}{fields}", line.message),
+        Level::Info => tracing::info!(target: "agentsim_core", %vt, "{}{fields}", line.message),
+        Level::Debug => tracing::debug!(target: "agentsim_core", %vt, "{}{fields}", line.message),
     }
 }

@@ -4,45 +4,53 @@
 //! Shards split the seed space of one base seed with no overlap: shard `i/n` runs the case
 //! indices `k` with `k % n == i` (`i`, `i + n`, `i + 2n`, ...), `--cases` of them. Case `k`'s seed is
 //! [`super::case_seed`]`(base, k)`, so a CI matrix of `n` jobs with the same base seed covers `n`
-//! times as many distinct cases.
+//! times as many distinct cases. `--partition k/n` names the same split 1-based, as nextest's
+//! `--partition count:k/n` does: `k/n` is shard `(k-1)/n`.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{case_seed, export, run_case, shrink, CaseRun, Failure, Generated};
 use crate::engine::TransportKind;
+use crate::outln;
 
 /// Arguments of `sim fuzz`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FuzzArgs {
     /// The campaign's base seed; each case's seed derives from it and the case's index.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "AGENTSIM_SEED", default_value_t = 0)]
     pub seed: u64,
     /// How many cases this shard runs [default: 1000, or as many as fit in --time-budget].
-    #[arg(long)]
+    #[arg(long, env = "AGENTSIM_CASES")]
     pub cases: Option<u64>,
-    /// Stop starting new cases after this much wall-clock time (`60s`, `5m`, `1h`); without
-    /// --cases, run as many cases as fit.
+    /// Stop starting new cases after this much wall-clock time (`60s`, `5m`, `1h30m`, `1d`: the
+    /// scenario files' durations); without --cases, run as many cases as fit.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub time_budget: Option<Duration>,
-    /// Run only the case indices k with k % n == i (`i/n`), for CI matrices.
+    /// Run only the case indices k with k % n == i (`i/n`, 0-based), for CI matrices.
     #[arg(long, value_name = "I/N", value_parser = parse_shard, default_value = "0/1")]
     pub shard: Shard,
+    /// The same split, 1-based as nextest's `--partition count:k/n`: `k/n` runs what
+    /// `--shard (k-1)/n` runs.
+    #[arg(long, value_name = "K/N", value_parser = parse_partition, conflicts_with = "shard")]
+    pub partition: Option<Shard>,
     /// How backend calls travel.
     #[arg(long, value_enum, default_value_t = TransportKind::Memory)]
     pub transport: TransportKind,
-    /// Where a failing case is written, as `fuzz-<seed>.scn`.
+    /// Where a failing case is written, as `fuzz-<seed>.scn`. The folder collects failures
+    /// across runs (one file per case seed), so it may already hold files.
     #[arg(long, value_name = "DIR", default_value = "fuzz-failures")]
     pub out: PathBuf,
     /// The most wall-clock time shrinking a failure may take.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     pub shrink_time: Duration,
-    /// Run only the case with this seed (as printed for a failure), ignoring --seed and --shard.
+    /// Run only the case with this seed (as printed for a failure), ignoring --seed, --shard and
+    /// --partition.
     #[arg(long)]
     pub case_seed: Option<u64>,
     /// Stop at known issues too (`sim::fuzz::KNOWN_ISSUES`), instead of counting them and going on.
@@ -63,6 +71,11 @@ impl FuzzArgs {
             (None, Some(_)) => u64::MAX / 2,
             (None, None) => 1000,
         }
+    }
+
+    /// The shard this run takes: `--partition` (already turned 0-based) or `--shard`.
+    pub fn shard(&self) -> Shard {
+        self.partition.unwrap_or(self.shard)
     }
 }
 
@@ -102,40 +115,26 @@ pub fn parse_shard(text: &str) -> Result<Shard, String> {
     Ok(Shard { index, count })
 }
 
-/// Parses a duration: a number and a unit, possibly several (`500ms`, `60s`, `5m`, `1h`,
-/// `1m30s`); a bare number is seconds.
+/// Parses `k/n` with `1 <= k <= n` (nextest's 1-based partitions) into shard `(k-1)/n`.
+pub fn parse_partition(text: &str) -> Result<Shard, String> {
+    let (k, n) =
+        text.split_once('/').ok_or_else(|| format!("expected K/N such as 1/4, found {text:?}"))?;
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{s:?} is not a whole number in partition {text:?}"))
+    };
+    let (k, n) = (number(k)?, number(n)?);
+    if n == 0 || k == 0 || k > n {
+        return Err(format!("partition {text:?}: need 1 <= K <= N, e.g. 1/4 to 4/4"));
+    }
+    Ok(Shard { index: k - 1, count: n })
+}
+
+/// Parses a duration in the scenario files' syntax ([`crate::duration`]: `500ms`, `60s`, `5m`,
+/// `1h30m`, `1d`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total_ms: u64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}: write e.g. 60s, 5m or 1h30m"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit_ms = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            other => {
-                return Err(format!(
-                    "unknown unit {other:?} in duration {text:?}: use ms, s, m or h"
-                ))
-            }
-        };
-        rest = &rest[unit_len..];
-        total_ms = number
-            .checked_mul(unit_ms)
-            .and_then(|ms| total_ms.checked_add(ms))
-            .ok_or_else(|| format!("duration {text:?} is too large"))?;
-    }
-    Ok(Duration::from_millis(total_ms))
+    crate::duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// What a campaign did.
@@ -176,57 +175,58 @@ impl CampaignStats {
 pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
     let transport = args.transport;
     let base = args.seed;
+    let shard = args.shard();
+    let cargo_run = super::cargo_run();
+    let strict = if args.strict { " --strict" } else { "" };
     // The seed and the replay command come first, so a killed run still shows them.
     let cases = args.case_count();
     match args.case_seed {
-        Some(seed) => println!("fuzz: one case, seed {seed}, transport {}", transport.name()),
+        Some(seed) => outln!("fuzz: one case, seed {seed}, transport {}", transport.name())?,
         None => {
             let budget = args
                 .time_budget
-                .map_or(String::new(), |b| format!(", time budget {}s", b.as_secs_f64()));
+                .map_or(String::new(), |b| format!(", time budget {}", crate::duration::format(b)));
             let count =
                 args.cases.map_or("as many cases as fit".to_owned(), |n| format!("{n} cases"));
-            println!(
-                "fuzz: base seed {base}, shard {}, {count}{budget}, transport {}",
-                args.shard,
+            outln!(
+                "fuzz: base seed {base}, shard {shard}, {count}{budget}, transport {}",
                 transport.name()
-            );
+            )?;
             // Case k of a campaign is the same case whatever the budget: the replay names the
             // cases the budget allowed once the summary has counted them (or rerun one case
             // with --case-seed).
             let limit = match (args.cases, args.time_budget) {
                 (Some(n), _) => format!("--cases {n}"),
-                (None, Some(b)) => format!("--time-budget {}s", b.as_secs_f64()),
+                (None, Some(b)) => format!("--time-budget {}", crate::duration::format(b)),
                 (None, None) => format!("--cases {cases}"),
             };
-            println!(
-                "replay: cargo run --release -p sim -- fuzz --seed {base} {limit} --shard {} --transport {}",
-                args.shard,
+            outln!(
+                "replay: {cargo_run} -- fuzz --seed {base} {limit} --shard {shard} --transport {}{strict}",
                 transport.name()
-            );
+            )?;
         }
     }
     super::quiet_panics();
     let started = Instant::now();
     let (stats, found, mut progress) = search(args, cases, started);
     let elapsed = started.elapsed();
-    progress.finish();
-    print_summary(&stats, elapsed, args);
+    progress.finish()?;
+    print_summary(&stats, elapsed, shard)?;
     let Some(Found { index, seed, failure, steps: steps_before, ops: ops_before }) = found else {
-        println!("result: no failure");
+        outln!("result: no failure")?;
         return Ok(ExitCode::SUCCESS);
     };
     let mut generated = Generated::new(seed);
-    println!();
-    println!("FAILURE in case {index} (seed {seed}): {}", failure.summary());
-    println!(
-        "rerun this case: cargo run --release -p sim -- fuzz --case-seed {seed} --transport {}",
+    outln!()?;
+    outln!("FAILURE in case {index} (seed {seed}): {}", failure.summary())?;
+    outln!(
+        "rerun this case: {cargo_run} -- fuzz --case-seed {seed} --transport {}{strict}",
         transport.name()
-    );
+    )?;
     let shrink_started = Instant::now();
     let shrunk = shrink(&mut generated, &[], failure, transport, args.shrink_time);
     let shrunk_steps = shrunk.case.scenario().steps.len();
-    println!(
+    outln!(
         "shrunk in {:.1}s ({} runs{}): {} steps -> {} steps ({} generated ops -> {})",
         shrink_started.elapsed().as_secs_f64(),
         shrunk.runs,
@@ -235,8 +235,8 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<ExitCode> {
         shrunk_steps,
         ops_before,
         shrunk.case.ops.len(),
-    );
-    println!("shrunk failure: {}", shrunk.failure.summary());
+    )?;
+    outln!("shrunk failure: {}", shrunk.failure.summary())?;
     write_and_replay(&shrunk.case, &shrunk.failure, &args.out, transport)?;
     Ok(ExitCode::from(1))
 }
@@ -269,11 +269,12 @@ fn search(
     started: Instant,
 ) -> (CampaignStats, Option<Found>, Progress) {
     let transport = args.transport;
+    let shard = args.shard();
     let case_at = |j: u64| -> Option<(u64, u64)> {
         match args.case_seed {
             Some(seed) => (j == 0).then_some((0, seed)),
             None => (j < cases).then(|| {
-                let k = j * args.shard.count + args.shard.index;
+                let k = j * shard.count + shard.index;
                 (k, case_seed(args.seed, k))
             }),
         }
@@ -284,13 +285,17 @@ fn search(
         .max(1);
     let next = AtomicU64::new(0);
     let first_failure = AtomicU64::new(u64::MAX);
+    // Set once stdout's reader has gone (`sim fuzz | head`): nobody would see the rest.
+    let reader_gone = AtomicBool::new(false);
     let shared = Mutex::new(Shared {
         stats: CampaignStats::default(),
         progress: Progress::new(std::io::stdout().is_terminal()),
         found: None,
     });
     let worker = || loop {
-        if args.time_budget.is_some_and(|budget| started.elapsed() >= budget) {
+        if args.time_budget.is_some_and(|budget| started.elapsed() >= budget)
+            || reader_gone.load(Ordering::SeqCst)
+        {
             return;
         }
         let j = next.fetch_add(1, Ordering::SeqCst);
@@ -315,6 +320,9 @@ fn search(
         }
         let Shared { stats, progress, .. } = &mut *shared;
         progress.tick(stats, started);
+        if progress.closed.is_some() {
+            reader_gone.store(true, Ordering::SeqCst);
+        }
     };
     std::thread::scope(|scope| {
         for _ in 0..jobs {
@@ -332,7 +340,7 @@ fn write_and_replay(
     transport: TransportKind,
 ) -> anyhow::Result<()> {
     let (path, replayed) = export(case, failure, out, transport)?;
-    println!("wrote {}", path.display());
+    outln!("wrote {}", path.display())?;
     let same = |replayed: &Option<Failure>| replayed.as_ref() == Some(failure);
     let http = if transport == TransportKind::Http {
         replayed.clone()
@@ -341,42 +349,39 @@ fn write_and_replay(
     };
     for (name, result) in [(transport.name(), &replayed), ("http", &http)] {
         match result {
-            _ if same(result) => println!("replayed over {name}: the same failure"),
-            Some(other) => println!(
+            _ if same(result) => outln!("replayed over {name}: the same failure")?,
+            Some(other) => outln!(
                 "REPLAY MISMATCH over {name}: the file fails differently: {}",
                 other.summary()
-            ),
-            None => println!("REPLAY MISMATCH over {name}: the file passes"),
+            )?,
+            None => outln!("REPLAY MISMATCH over {name}: the file passes")?,
         }
     }
-    println!(
-        "replay: cargo run -p sim{} -- scenario {}",
-        crate::engine::replay_features(),
-        path.display()
-    );
+    outln!("replay: {} -- scenario {}", super::cargo_run(), path.display())?;
     Ok(())
 }
 
-fn print_summary(stats: &CampaignStats, elapsed: Duration, args: &FuzzArgs) {
+fn print_summary(stats: &CampaignStats, elapsed: Duration, shard: Shard) -> std::io::Result<()> {
     let secs = elapsed.as_secs_f64().max(1e-9);
-    println!("--- summary");
-    println!(
+    outln!("--- summary")?;
+    outln!(
         "cases: {} (shard {})  steps: {}  time: {:.2}s  throughput: {:.0} cases/s, {:.0} steps/s",
         stats.cases,
-        args.shard,
+        shard,
         stats.steps,
         secs,
         stats.cases as f64 / secs,
         stats.steps as f64 / secs
-    );
+    )?;
     let never = stats.marks_never_hit();
     let all = agentsim_core::marks::ALL.len();
     let never_text =
         if never.is_empty() { String::new() } else { format!("; never hit: {}", never.join(", ")) };
-    println!("coverage: {}/{all} marks hit{never_text}", all - never.len());
+    outln!("coverage: {}/{all} marks hit{never_text}", all - never.len())?;
     for (name, (count, seed)) in &stats.known {
-        println!("known issue {name}: {count} case(s), first seed {seed} (see sim::fuzz::KNOWN_ISSUES; --strict stops at it)");
+        outln!("known issue {name}: {count} case(s), first seed {seed} (see sim::fuzz::KNOWN_ISSUES; --strict stops at it)")?;
     }
+    Ok(())
 }
 
 /// The progress line: rewritten in place on a terminal; otherwise one plain line every 10 s.
@@ -385,11 +390,14 @@ struct Progress {
     terminal: bool,
     last: Option<Instant>,
     shown: bool,
+    /// The first write that failed (stdout's reader has gone): the campaign stops, and
+    /// [`Progress::finish`] hands the error on.
+    closed: Option<std::io::Error>,
 }
 
 impl Progress {
     fn new(terminal: bool) -> Progress {
-        Progress { terminal, last: None, shown: false }
+        Progress { terminal, last: None, shown: false, closed: None }
     }
 
     #[allow(clippy::disallowed_methods)]
@@ -400,7 +408,7 @@ impl Progress {
         let due = self
             .last
             .map_or(now.duration_since(started) >= every, |last| now.duration_since(last) >= every);
-        if !due {
+        if !due || self.closed.is_some() {
             return;
         }
         self.last = Some(now);
@@ -414,18 +422,65 @@ impl Progress {
             agentsim_core::marks::ALL.len()
         );
         let mut out = std::io::stdout().lock();
-        if self.terminal {
-            let _ = write!(out, "\r\x1b[2K{line}");
-            let _ = out.flush();
+        let written = if self.terminal {
             self.shown = true;
+            write!(out, "\r\x1b[2K{line}").and_then(|()| out.flush())
         } else {
-            let _ = writeln!(out, "progress: {line}");
+            writeln!(out, "progress: {line}")
+        };
+        self.closed = written.err();
+    }
+
+    /// Ends the line a terminal's progress left open; the error of a write that failed.
+    fn finish(&mut self) -> std::io::Result<()> {
+        if let Some(error) = self.closed.take() {
+            return Err(error);
+        }
+        if self.shown {
+            outln!()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_is_the_shard_one_below() {
+        for n in 1..=5 {
+            for k in 1..=n {
+                assert_eq!(
+                    parse_partition(&format!("{k}/{n}")),
+                    parse_shard(&format!("{}/{n}", k - 1))
+                );
+            }
         }
     }
 
-    fn finish(&mut self) {
-        if self.shown {
-            println!();
+    #[test]
+    fn partitions_outside_1_to_n_are_refused_with_the_rule() {
+        let rule = |t: &str| Err(format!("partition {t:?}: need 1 <= K <= N, e.g. 1/4 to 4/4"));
+        for text in ["0/4", "5/4", "1/0", "0/0"] {
+            assert_eq!(parse_partition(text), rule(text), "{text}");
         }
+        assert_eq!(
+            parse_partition("x/4"),
+            Err("\"x\" is not a whole number in partition \"x/4\"".to_owned())
+        );
+        assert_eq!(parse_partition("3"), Err("expected K/N such as 1/4, found \"3\"".to_owned()));
+    }
+
+    #[test]
+    fn cli_durations_are_the_scenario_files() {
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            parse_duration("60"),
+            Err("invalid duration \"60\": write a number and a unit (ms, s, m, h or d), e.g. \
+                 250ms, 15s or 1h30m"
+                .to_owned())
+        );
     }
 }

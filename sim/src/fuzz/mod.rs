@@ -88,6 +88,14 @@ impl PlantedBugDetails {
     }
 }
 
+/// `cargo run [--release] -p sim [--features agentsim-core/<bug>,...]`: this very build (its
+/// profile and the planted bugs compiled in), so a printed replay or rerun command, copied as
+/// is, runs the same lifecycle under the same overflow checks.
+pub fn cargo_run() -> String {
+    let release = if cfg!(debug_assertions) { "" } else { " --release" };
+    format!("cargo run{release} -p sim{}", crate::engine::replay_features())
+}
+
 /// Failures the fuzzer keeps finding that are already reported and not yet fixed. A campaign
 /// counts them and goes on (unless `--strict`), so it can still find something new; each carries
 /// the smallest scenario that shows it, and `tests/fuzz.rs` checks that every one still

@@ -10,6 +10,7 @@ use super::{
     AuthSpec, CrashPoint, Expect, InitialIdentity, LastStateExpect, ResumeSource, Scenario,
     ScenarioConfig, Step, TaskExpect, WorldStep,
 };
+use crate::duration::format_ms as duration;
 use crate::fault::{FaultKind, FaultRule};
 
 /// The text a `turn` or `submit` without text sends.
@@ -96,25 +97,6 @@ fn description(text: &str) -> String {
     } else {
         text.to_string()
     }
-}
-
-/// Milliseconds as the largest units that add up to them exactly, e.g. `1h30m` or `1s500ms`.
-fn duration(ms: u64) -> String {
-    if ms == 0 {
-        return "0ms".to_string();
-    }
-    let units = [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
-    let mut rest = ms;
-    let mut text = String::new();
-    for (unit, unit_ms) in units {
-        let amount = rest / unit_ms;
-        if amount > 0 {
-            text.push_str(&amount.to_string());
-            text.push_str(unit);
-            rest %= unit_ms;
-        }
-    }
-    text
 }
 
 fn fault_kind(kind: &FaultKind) -> String {

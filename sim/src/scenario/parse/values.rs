@@ -84,52 +84,10 @@ pub(super) fn whole_number<T: FromStr>(token: &Token, what: &str) -> Result<T, P
     text.parse().map_err(|_| Problem::new(token.column, format!("the {what} {text} is too large")))
 }
 
-/// One or more `<digits><unit>` groups, units `ms`, `s`, `m`, `h`, `d`, in milliseconds.
+/// One or more `<digits><unit>` groups, units `ms`, `s`, `m`, `h`, `d`, in milliseconds: the
+/// syntax of [`crate::duration`], which the command line's durations share.
 pub(super) fn duration(token: &Token) -> Result<u64, Problem> {
-    let text = &token.text;
-    if text.starts_with('-') {
-        return Err(Problem::new(token.column, "durations cannot be negative"));
-    }
-    let invalid = || {
-        Problem::new(
-            token.column,
-            format!(
-                "invalid duration {text:?}: write a number and a unit (ms, s, m, h or d), \
-                 e.g. 250ms, 15s or 1h30m"
-            ),
-        )
-    };
-    let too_large = || Problem::new(token.column, format!("the duration {text} is too large"));
-    if text.is_empty() {
-        return Err(invalid());
-    }
-    let mut rest = text.as_str();
-    let mut total_ms: u64 = 0;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(invalid());
-        }
-        let (amount, tail) = rest.split_at(digits);
-        let (unit_ms, unit_len) = if tail.starts_with("ms") {
-            (1, 2)
-        } else {
-            match tail.bytes().next() {
-                Some(b's') => (1_000, 1),
-                Some(b'm') => (60_000, 1),
-                Some(b'h') => (3_600_000, 1),
-                Some(b'd') => (86_400_000, 1),
-                _ => return Err(invalid()),
-            }
-        };
-        let amount: u64 = amount.parse().map_err(|_| too_large())?;
-        total_ms = amount
-            .checked_mul(unit_ms)
-            .and_then(|ms| total_ms.checked_add(ms))
-            .ok_or_else(too_large)?;
-        rest = &tail[unit_len..];
-    }
-    Ok(total_ms)
+    crate::duration::parse_ms(&token.text).map_err(|e| Problem::new(token.column, e.to_string()))
 }
 
 /// `<min>..<max>`, both durations, `min <= max`.
