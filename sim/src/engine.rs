@@ -153,7 +153,9 @@ impl Sim {
             if self.ledger.stopped() {
                 break;
             }
-            let text = format!("step {} (line {}): {}", index + 1, step.line, step.value);
+            // Named by number and text, not by source line: a comment added to the scenario
+            // file changes no snapshot.
+            let text = format!("step {}: {}", index + 1, step.value);
             self.ledger.begin_step(self.now, index + 1, &text);
             self.step(scenario, &step.value).map_err(|message| RunError::Step {
                 file: scenario.path.display().to_string(),

@@ -544,8 +544,13 @@ impl RunReport {
             self.seed,
             self.verdict()
         );
+        // By text, not by source line (see the step lines): `line N: ` is for people, in the CLI.
         for failure in &self.failed_expectations {
-            let _ = writeln!(out, "  expectation: {failure}");
+            let text = failure
+                .split_once(": ")
+                .filter(|(l, _)| l.starts_with("line "))
+                .map_or(failure.as_str(), |(_, t)| t);
+            let _ = writeln!(out, "  expectation: {text}");
         }
         section(&mut out, "timeline", &self.tally.timeline);
         section(&mut out, "events", &self.tally.events);
