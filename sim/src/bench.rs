@@ -224,12 +224,48 @@ fn crypto_floor(turns: usize) -> Figure {
     }
 }
 
+/// The crypto a new thread with one turn cannot avoid, alone: its task registration (the client
+/// signs, the backend verifies and seals the task id, the client opens it) and its turn's
+/// assertion (sign, verify). Its rate is the ceiling of the threads figure.
+fn thread_crypto_floor(threads: usize) -> Figure {
+    use agentsim_core::wire::{self, AgentAssertion, IdentityKey};
+    use rand_core::SeedableRng as _;
+    let key = IdentityKey::from_seed([9; 32]);
+    let public = wire::parse_ssh_public_key(&key.ssh_public_key()).expect("our own key parses");
+    let sealed_to = wire::x25519_public(&public);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+    let start = Instant::now();
+    for i in 0..threads {
+        let message = format!("runtime:2026-01-01T00:00:{:02}Z", i % 60);
+        let signature = key.sign_base64(&message);
+        assert!(wire::verify_signature(&public, &message, &signature), "our own signature");
+        let task_id = format!("task_{i:08x}");
+        let sealed = wire::seal_base64(&sealed_to, task_id.as_bytes(), &mut rng);
+        assert_eq!(key.open_task_id(&sealed).ok().as_deref(), Some(task_id.as_str()));
+        let timestamp = "2026-01-01T00:00:01Z".to_owned();
+        let assertion = AgentAssertion {
+            agent_runtime_id: "runtime".to_owned(),
+            signature: key.sign_base64(&format!("runtime:{task_id}:{timestamp}")),
+            task_id,
+            timestamp,
+        };
+        assert!(wire::verify_assertion(&public, &assertion).is_ok(), "our own assertion");
+    }
+    Figure {
+        name: "ceiling: a new thread's crypto alone (registration + one turn)".into(),
+        value: threads as f64 / start.elapsed().as_secs_f64(),
+        unit: "thr/s",
+        target: None,
+    }
+}
+
 /// How the cost grows with the number of threads: a thread-turn must cost the same whether 1,000
 /// or 16,000 threads run (per-event work is independent of the number of threads).
 fn scaling(push: &mut impl FnMut(Figure)) -> anyhow::Result<()> {
     let options =
         RunOptions { transport: TransportKind::Memory, timeline: false, ..RunOptions::default() };
     let largest = SCALING_THREADS[SCALING_THREADS.len() - 1];
+    push(thread_crypto_floor(2_000));
     let bench = threads_scenario(largest, 1);
     let (report, elapsed) = timed(|| run(&bench, &options))?;
     anyhow::ensure!(report.passed(), "the threads bench run failed: {}", report.verdict());

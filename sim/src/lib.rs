@@ -15,6 +15,7 @@ pub mod bench;
 pub mod catalog;
 pub mod check;
 pub mod damage;
+pub mod diff;
 pub mod duration;
 pub mod engine;
 pub mod fault;

@@ -83,6 +83,26 @@ Examples:
         /// The shell to complete for.
         shell: clap_complete::Shell,
     },
+    /// Compare two runs once ids, keys, latencies and timestamps are set aside: print the first
+    /// divergence and a summary per section (exit 0 when equivalent, 1 when not).
+    #[command(
+        after_long_help = "Each side is a folder written by `sim scenario --out`, a `.snap` file, or a
+scenario run now (a name or a .scn path, with an optional @SEED).
+
+Examples:
+  sim diff cold_start@1 cold_start@2
+  sim diff cold_start snapshots/cold_start.snap
+  sim diff runs/before runs/after"
+    )]
+    Diff {
+        /// The left side.
+        left: String,
+        /// The right side.
+        right: String,
+        /// The scenarios folder (for names).
+        #[arg(long, default_value_os_t = default_scenarios_dir())]
+        scenarios: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -145,6 +165,7 @@ fn main() -> ExitCode {
         Cmd::Fuzz(args) => fuzz(&args),
         Cmd::Bench { scale, scenarios, only } => bench(&scenarios, scale, &only),
         Cmd::Completions { shell } => completions(shell),
+        Cmd::Diff { left, right, scenarios } => diff(&left, &right, &scenarios),
     };
     match result {
         Ok(code) => code,
@@ -201,6 +222,14 @@ fn fuzz(args: &sim::fuzz::FuzzArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     sim::fuzz::campaign::run(args)
+}
+
+fn diff(left: &str, right: &str, scenarios: &Path) -> anyhow::Result<ExitCode> {
+    let (left, right) =
+        (sim::diff::load_side(left, scenarios)?, sim::diff::load_side(right, scenarios)?);
+    let comparison = sim::diff::compare(&left.text, &right.text);
+    outln!("{}", sim::diff::render(&left, &right, &comparison).trim_end())?;
+    Ok(if comparison.equivalent() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn bench(dir: &Path, scale: usize, only: &[sim::bench::Group]) -> anyhow::Result<ExitCode> {

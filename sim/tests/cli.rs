@@ -584,3 +584,19 @@ fn every_subcommands_long_help_ends_with_examples() {
         assert!(lines.iter().all(sim_line), "{command}: {lines:?}");
     }
 }
+
+#[test]
+fn diff_is_quiet_about_seeds_and_loud_about_a_changed_story() {
+    let same = sim(&["diff", "cold_start@1", "cold_start@2"], "");
+    assert_exit(&same, 0, "the same scenario under two seeds");
+    assert!(text(&same.stdout).contains("equivalent"), "{}", text(&same.stdout));
+    let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../snapshots/cold_start.snap");
+    let against = sim(&["diff", "cold_start", snapshot.to_str().expect("utf-8 path")], "");
+    assert_exit(&against, 0, "a scenario against its own snapshot");
+    let other = sim(&["diff", "cold_start", "warm_identity"], "");
+    assert_exit(&other, 1, "two different scenarios");
+    let out = text(&other.stdout);
+    assert!(out.contains("first divergence: events, line 2"), "{out}");
+    let bad = sim(&["diff", "cold_start@x", "cold_start"], "");
+    assert_exit(&bad, 2, "a seed that is not a number");
+}
