@@ -250,6 +250,8 @@ fn step_kind(step: &Step) -> &'static str {
         Step::Resume { from: ResumeSource::Thread(_), .. } => "resume from_thread",
         Step::Resume { .. } => "resume",
         Step::Fork { .. } => "fork",
+        Step::Compact { .. } => "compact",
+        Step::Rollback { .. } => "rollback",
         Step::Turn { wait: true, .. } => "turn",
         Step::Turn { wait: false, .. } => "submit",
         Step::Advance { .. } => "advance",
@@ -267,4 +269,31 @@ fn step_kind(step: &Step) -> &'static str {
         Step::Damage { .. } => "damage",
         Step::On { .. } => "on",
     }
+}
+
+#[test]
+fn generated_cases_write_rollouts_shaped_like_the_reference() {
+    let shape = agentsim_tests::reference_shape();
+    let (mut checked, mut lines) = (0, 0);
+    for seed in seeds(300) {
+        let case = Generated::new(seed).current();
+        let scenario = case.scenario();
+        if agentsim_tests::writes_foreign_lines(&scenario) {
+            continue;
+        }
+        let run = fuzz::run_case(&case, TransportKind::Memory, false);
+        let Some(report) = run.report else { continue };
+        for (thread, bytes) in &report.rollouts {
+            let problems = agentsim_tests::shape_problems(&shape, bytes);
+            assert!(
+                problems.is_empty(),
+                "case {seed}, thread {thread}: {problems:?}\n{}",
+                scenario.to_text()
+            );
+            lines += bytes.iter().filter(|b| **b == b'\n').count();
+        }
+        checked += 1;
+    }
+    // Most generated cases write no foreign line: the check must have read many rollouts.
+    assert!(checked >= 100 && lines >= 1_000, "only {checked} cases, {lines} lines checked");
 }

@@ -5,6 +5,7 @@
 //! - `<scenario>::agree`: two runs are identical and the memory and HTTP transports agree;
 //! - `<scenario>::diagram`: its Mermaid picture (`sim scenario --format mermaid`) is well formed;
 //! - `<scenario>::json`: its typed JSON record conforms to `docs/run.schema.json`;
+//! - `<scenario>::shape`: every rollout line it writes has the reference fixture's shape;
 //! - `gate::*`: snapshots without a scenario, the canary can go red, marks are required.
 //!
 //! A new or changed snapshot is written as `snapshots/<name>.snap.new` (review it with
@@ -14,7 +15,8 @@
 use std::process::ExitCode;
 
 use agentsim_tests::{
-    all_scenarios, first_difference, is_canary, mermaid_problems, root, run, schema_problems,
+    all_scenarios, first_difference, is_canary, mermaid_problems, reference_shape, root, run,
+    schema_problems, shape_problems, writes_foreign_lines,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use sim::scenario::Scenario;
@@ -31,13 +33,16 @@ fn main() -> ExitCode {
         trials.push(Trial::test(format!("{name}::agree"), move || agree(&copy)));
         let copy = scenario.clone();
         trials.push(Trial::test(format!("{name}::diagram"), move || diagram(&copy)));
-        trials.push(Trial::test(format!("{name}::json"), move || json_conforms(&scenario)));
+        let copy = scenario.clone();
+        trials.push(Trial::test(format!("{name}::json"), move || json_conforms(&copy)));
+        trials.push(Trial::test(format!("{name}::shape"), move || shape(&scenario)));
     }
     trials.push(Trial::test("gate::every_snapshot_has_a_scenario", every_snapshot_has_a_scenario));
     trials.push(Trial::test("gate::the_canary_fails_so_the_gate_can_go_red", canary));
     trials.push(Trial::test("gate::most_coverage_marks_are_required_by_some_scenario", marks));
     trials.push(Trial::test("gate::the_diagram_checker_rejects_bad_diagrams", diagram_checker));
     trials.push(Trial::test("gate::the_schema_check_rejects_bad_records", schema_checker));
+    trials.push(Trial::test("gate::the_reference_fixture_has_the_reference_shape", fixture_shape));
     libtest_mimic::run(&args, trials).exit_code()
 }
 
@@ -125,6 +130,46 @@ fn diagram_checker() -> Result<(), Failed> {
         if mermaid_problems(diagram).is_empty() {
             return Err(format!("a broken diagram passed: {diagram:?}").into());
         }
+    }
+    Ok(())
+}
+
+/// Every rollout line the scenario's lifecycle wrote has the shape of the reference fixture's
+/// lines (a scenario that also writes lines by hand, damage or a torn append is skipped).
+fn shape(scenario: &Scenario) -> Result<(), Failed> {
+    if writes_foreign_lines(scenario) {
+        return Ok(());
+    }
+    let shape = reference_shape();
+    let report = run(scenario, TransportKind::Memory);
+    let mut problems = Vec::new();
+    for (thread, bytes) in &report.rollouts {
+        problems
+            .extend(shape_problems(&shape, bytes).into_iter().map(|p| format!("{thread}: {p}")));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
+}
+
+/// The fixture itself passes the shape check it is the source of.
+fn fixture_shape() -> Result<(), Failed> {
+    let path = root().join("core/tests/fixtures/reference-rollout.jsonl");
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let problems = shape_problems(&reference_shape(), &bytes);
+    if !problems.is_empty() {
+        return Err(problems.join("\n").into());
+    }
+    let shape = reference_shape();
+    if shape.types.len() != 6 {
+        return Err(format!("the fixture holds {} item types, not 6", shape.types.len()).into());
+    }
+    let broken =
+        b"{\"timestamp\":\"2026-04-18T14:02:11Z\",\"type\":\"turn_context\",\"payload\":{}}\n";
+    if shape_problems(&shape, broken).len() < 3 {
+        return Err("a line that is not session_meta, lacks ms and every field passed".into());
     }
     Ok(())
 }

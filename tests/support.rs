@@ -254,3 +254,114 @@ fn check_schema(
         }
     }
 }
+
+/// The shape of a reference rollout line, derived from the reference fixture
+/// (`core/tests/fixtures/reference-rollout.jsonl`, a copy of `shared/fixtures/`), not from core's
+/// writer: the item types it holds, and for each type (and each `event_msg`/`response_item` kind)
+/// the payload fields every line of that kind carries.
+#[derive(Debug)]
+pub struct RolloutShape {
+    /// `type` → the payload fields every line of it has in the fixture.
+    pub types: std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// (`event_msg` or `response_item`, payload `type`) → its payload fields.
+    pub kinds: std::collections::BTreeMap<(String, String), std::collections::BTreeSet<String>>,
+}
+
+/// Reads the shape off the reference fixture.
+pub fn reference_shape() -> RolloutShape {
+    use std::collections::{BTreeMap, BTreeSet};
+    let path = root().join("core/tests/fixtures/reference-rollout.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut types: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut kinds: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for line in text.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).expect("the fixture is JSON");
+        let kind = value["type"].as_str().expect("a type").to_owned();
+        let fields: BTreeSet<String> =
+            value["payload"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        // Fields every line of the type has: the intersection over the fixture's lines.
+        types
+            .entry(kind.clone())
+            .and_modify(|seen| seen.retain(|f| fields.contains(f)))
+            .or_insert_with(|| fields.clone());
+        if let Some(sub) = value["payload"]["type"].as_str() {
+            kinds.insert((kind, sub.to_owned()), fields);
+        }
+    }
+    RolloutShape { types, kinds }
+}
+
+/// Where a rollout breaks the reference shape (empty when every line conforms): each complete
+/// line is `{timestamp, type, payload}` and nothing else, its type one the fixture has, its
+/// payload with the fields the fixture's lines of that kind all have, its timestamp RFC 3339 UTC
+/// with milliseconds; the first line is `session_meta`.
+pub fn shape_problems(shape: &RolloutShape, bytes: &[u8]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let text = String::from_utf8_lossy(bytes);
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            problems.push(format!("line {n}: not JSON"));
+            continue;
+        };
+        let Some(object) = value.as_object() else {
+            problems.push(format!("line {n}: not an object"));
+            continue;
+        };
+        let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        if keys != ["timestamp", "type", "payload"] {
+            problems.push(format!("line {n}: keys {keys:?}, not [timestamp, type, payload]"));
+        }
+        let kind = value["type"].as_str().unwrap_or_default();
+        if n == 1 && kind != "session_meta" {
+            problems.push(format!("line 1 is {kind:?}, not session_meta"));
+        }
+        if !is_rfc3339_millis(value["timestamp"].as_str().unwrap_or_default()) {
+            problems.push(format!(
+                "line {n}: timestamp {} is not RFC 3339 UTC with ms",
+                value["timestamp"]
+            ));
+        }
+        let Some(required) = shape.types.get(kind) else {
+            problems.push(format!("line {n}: type {kind:?} is not a reference item type"));
+            continue;
+        };
+        let payload = value["payload"].as_object();
+        let has = |field: &str| payload.is_some_and(|p| p.contains_key(field));
+        for field in required {
+            if !has(field) {
+                problems.push(format!("line {n}: {kind} without {field:?}"));
+            }
+        }
+        if let Some(sub) = value["payload"]["type"].as_str() {
+            for field in shape.kinds.get(&(kind.to_owned(), sub.to_owned())).into_iter().flatten() {
+                if !has(field) {
+                    problems.push(format!("line {n}: {kind} {sub} without {field:?}"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+fn is_rfc3339_millis(text: &str) -> bool {
+    let b = text.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd.dddZ";
+    b.len() == shape.len()
+        && b.iter().zip(shape).all(|(x, s)| if *s == b'd' { x.is_ascii_digit() } else { x == s })
+}
+
+/// Whether a scenario writes rollout lines by other means than the lifecycle (a hand's
+/// `damage`, a torn append, a rollout file it resumes from): the shape check reads only what the
+/// lifecycle wrote.
+pub fn writes_foreign_lines(scenario: &Scenario) -> bool {
+    use sim::scenario::{CrashPoint, ResumeSource, Step};
+    scenario.steps.iter().any(|s| {
+        matches!(
+            &s.value,
+            Step::Damage { .. }
+                | Step::Crash(CrashPoint::OnAppend(_))
+                | Step::Resume { from: ResumeSource::File(_), .. }
+        )
+    })
+}

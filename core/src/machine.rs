@@ -72,6 +72,9 @@ pub struct Lifecycle {
     config: Config,
     auth: Auth,
     rng: ChaCha20Rng,
+    /// A second stream of the same seed for what only the rollouts show (session ids, token
+    /// counts), so drawing them moves no key or request id.
+    ids: ChaCha20Rng,
     identity: Option<Identity>,
     identity_op: Option<IdentityOp>,
     /// Threads whose session start waits for an identity before it can prewarm.
@@ -119,6 +122,11 @@ impl Lifecycle {
             config,
             auth,
             rng: ChaCha20Rng::from_seed(seed),
+            ids: {
+                let mut ids = ChaCha20Rng::from_seed(seed);
+                ids.set_stream(1);
+                ids
+            },
             identity: None,
             identity_op: None,
             startup_waiters: BTreeSet::new(),
@@ -231,6 +239,7 @@ impl Lifecycle {
     /// A new thread starts (rules 1 and 3 to 5).
     pub fn start_thread(&mut self, now: Timestamp, thread: ThreadId) {
         self.add_thread(&thread);
+        self.write_session_meta(now, &thread);
         self.session_start(now, &thread);
     }
 
@@ -257,7 +266,9 @@ impl Lifecycle {
         scan
     }
 
-    /// A thread forks from a parent whose rollout the driver has copied into the child's (rule 16).
+    /// A thread forks from a parent (rule 16): the child's rollout gets its own `session_meta`,
+    /// then a copy of the parent's items ([`Command::AppendCopy`]), then (flag on, `persist_task`)
+    /// `session_state null`.
     pub fn fork_thread(
         &mut self,
         now: Timestamp,
@@ -266,6 +277,11 @@ impl Lifecycle {
     ) -> RolloutScan {
         self.add_thread(&thread);
         let scan = rollout::scan(copied_rollout);
+        self.write_session_meta(now, &thread);
+        self.out.push_back(Command::AppendCopy {
+            thread: thread.clone(),
+            bytes: copied_rollout.to_vec(),
+        });
         if self.config.use_agent_identity {
             if self.config.persist_task {
                 self.clear_parent_task(now, &thread, &scan);
@@ -273,6 +289,17 @@ impl Lifecycle {
             self.session_start(now, &thread);
         }
         scan
+    }
+
+    /// The history is compacted: a `compacted` item, and nothing else changes (the task stays).
+    pub fn compact(&mut self, now: Timestamp, thread: &ThreadId) {
+        self.append(now, thread, rollout::compacted());
+    }
+
+    /// The last `num_turns` user turns are rolled back from the history: a `thread_rolled_back`
+    /// event item, and nothing else changes (the task stays: rule 13 reads the whole file).
+    pub fn rollback(&mut self, now: Timestamp, thread: &ThreadId, num_turns: u32) {
+        self.append(now, thread, rollout::thread_rolled_back(num_turns));
     }
 
     /// The user submits a turn. It runs after the thread's earlier turns.

@@ -51,6 +51,9 @@ pub enum Command {
     Send { id: RequestId, request: HttpRequest, timeout_ms: u64 },
     /// Append this line to the thread's rollout.
     Append { thread: ThreadId, line: RolloutLine },
+    /// Append these bytes to the thread's rollout as they are: a fork's copy of its parent's
+    /// items (rule 16), between the child's `session_meta` and its `null`.
+    AppendCopy { thread: ThreadId, bytes: Vec<u8> },
     /// Show this event to the client.
     Emit(Event),
     /// Write this identity to the auth store (replacing what is there).

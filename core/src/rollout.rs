@@ -38,6 +38,12 @@ pub struct RolloutLine {
 /// The items this lifecycle writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RolloutItem {
+    /// `session_meta`: the rollout's first line, naming the session.
+    SessionMeta(Value),
+    /// `turn_context`: the settings a turn runs with, written before its user message.
+    TurnContext(Value),
+    /// `compacted`: the history summarised; resume passes over it (rule 13 reads the whole file).
+    Compacted(Value),
     /// `session_state`: the persisted task, or `null` after a clear.
     SessionState(Option<AgentTask>),
     /// `event_msg` with the given payload.
@@ -50,6 +56,9 @@ impl RolloutItem {
     /// The line's `type`.
     pub fn type_name(&self) -> &'static str {
         match self {
+            RolloutItem::SessionMeta(_) => "session_meta",
+            RolloutItem::TurnContext(_) => "turn_context",
+            RolloutItem::Compacted(_) => "compacted",
             RolloutItem::SessionState(_) => "session_state",
             RolloutItem::EventMsg(_) => "event_msg",
             RolloutItem::ResponseItem(_) => "response_item",
@@ -60,7 +69,11 @@ impl RolloutItem {
     pub fn payload(&self) -> Value {
         match self {
             RolloutItem::SessionState(task) => serde_json::json!({ "agent_task": task }),
-            RolloutItem::EventMsg(v) | RolloutItem::ResponseItem(v) => v.clone(),
+            RolloutItem::SessionMeta(v)
+            | RolloutItem::TurnContext(v)
+            | RolloutItem::Compacted(v)
+            | RolloutItem::EventMsg(v)
+            | RolloutItem::ResponseItem(v) => v.clone(),
         }
     }
 }
@@ -68,6 +81,62 @@ impl RolloutItem {
 /// The `session_state` item of rule 10: the thread's task, or `null` after a clear.
 pub fn session_state(task: Option<AgentTask>) -> RolloutItem {
     RolloutItem::SessionState(task)
+}
+
+/// The fixed values of the reference fixture's `session_meta` and `turn_context`: a harness's
+/// rollouts look like a real CLI session's.
+pub const SESSION_CWD: &str = "/home/dev/project";
+
+/// The `session_meta` a new rollout begins with: the session's id, when it started, and the
+/// reference fixture's fixed fields.
+pub fn session_meta(id: &str, started: Timestamp) -> RolloutItem {
+    RolloutItem::SessionMeta(serde_json::json!({
+        "id": id,
+        "timestamp": started.rfc3339_millis(),
+        "cwd": SESSION_CWD,
+        "originator": "codex_cli_rs",
+        "cli_version": "0.120.0",
+        "source": "cli",
+        "model_provider": "openai",
+    }))
+}
+
+/// The `turn_context` each turn writes before its user message.
+pub fn turn_context() -> RolloutItem {
+    RolloutItem::TurnContext(serde_json::json!({
+        "cwd": SESSION_CWD,
+        "approval_policy": "on-request",
+        "sandbox_policy": {"type": "workspace-write"},
+        "model": "gpt-5-codex",
+        "effort": "medium",
+        "summary": "auto",
+    }))
+}
+
+/// The `token_count` `event_msg` that follows a completed model answer.
+pub fn token_count(input_tokens: u64, output_tokens: u64) -> RolloutItem {
+    RolloutItem::EventMsg(serde_json::json!({
+        "type": "token_count",
+        "info": {"total_token_usage": {
+            "input_tokens": input_tokens,
+            "cached_input_tokens": 0,
+            "output_tokens": output_tokens,
+            "reasoning_output_tokens": 0,
+            "total_tokens": input_tokens + output_tokens,
+        }},
+    }))
+}
+
+/// The `compacted` item a compaction writes: the history so far, summarised.
+pub fn compacted() -> RolloutItem {
+    RolloutItem::Compacted(serde_json::json!({"message": "summary of the conversation so far"}))
+}
+
+/// The `event_msg` a thread rollback writes: the last `num_turns` user turns leave the history.
+/// The lines stay in the file, `session_state` lines included, so a rollback never undoes a
+/// task change (rule 13 reads the last `session_state` of the whole file).
+pub fn thread_rolled_back(num_turns: u32) -> RolloutItem {
+    RolloutItem::EventMsg(serde_json::json!({"type": "thread_rolled_back", "num_turns": num_turns}))
 }
 
 /// The `event_msg` a turn starts with: the user's message as the reference design logs it.

@@ -102,7 +102,8 @@ impl Judge {
         book.owned.clear();
         book.fork_prefix_lines = 0;
         if writes_null {
-            book.fork_prefix_lines = bytes.iter().filter(|b| **b == b'\n').count();
+            // The child's own `session_meta`, then the copy.
+            book.fork_prefix_lines = 1 + bytes.iter().filter(|b| **b == b'\n').count();
         } else {
             book.owned.extend(reference::session_state_task_ids(bytes));
         }

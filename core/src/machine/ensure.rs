@@ -262,11 +262,16 @@ impl Lifecycle {
     }
 
     pub(super) fn fail_ensure(&mut self, now: Timestamp, thread: &ThreadId, error: TaskError) {
-        self.log_failure(
-            Failure::TaskRegistration,
-            "agent task registration failed",
-            vec![("thread", thread.to_string()), ("error", error.to_string())],
-        );
+        // Spec section 4: the turn path logs "agent task registration failed"; a prewarm alone
+        // logs only its own line (in `resolve_waiter`).
+        let op = self.thread_mut(thread).ensure.as_ref();
+        if op.is_some_and(|op| op.waiters.iter().any(|w| matches!(w, Waiter::Turn(_)))) {
+            self.log_failure(
+                Failure::TaskRegistration,
+                "agent task registration failed",
+                vec![("thread", thread.to_string()), ("error", error.to_string())],
+            );
+        }
         self.finish_ensure(now, thread, Err(error));
     }
 

@@ -44,6 +44,31 @@ impl Lifecycle {
         self.out.push_back(Command::Send { id, request, timeout_ms: REQUEST_TIMEOUT_MS });
     }
 
+    /// A new rollout's first line: `session_meta` with an id drawn from the seed.
+    pub(super) fn write_session_meta(&mut self, now: Timestamp, thread: &ThreadId) {
+        let mut b = [0u8; 16];
+        self.ids.fill_bytes(&mut b);
+        b[6] = (b[6] & 0x0f) | 0x70; // version 7, as the reference's ids
+        b[8] = (b[8] & 0x3f) | 0x80;
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        let id = format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        );
+        self.append(now, thread, crate::rollout::session_meta(&id, now));
+    }
+
+    /// Token counts of a completed answer, drawn from the seed.
+    pub(super) fn token_counts(&mut self) -> (u64, u64) {
+        let input = 1_000 + u64::from(self.ids.next_u32() % 4_000);
+        let output = 10 + u64::from(self.ids.next_u32() % 400);
+        (input, output)
+    }
+
     pub(super) fn append(&mut self, now: Timestamp, thread: &ThreadId, item: RolloutItem) {
         self.out.push_back(Command::Append {
             thread: thread.clone(),

@@ -25,6 +25,7 @@ impl Lifecycle {
         turn: TurnId,
         text: String,
     ) {
+        self.append(now, thread, rollout::turn_context());
         self.append(now, thread, rollout::user_message_event(&text));
         self.append(now, thread, rollout::user_input_item(&text));
         self.emit(thread, EventKind::TaskStarted { turn });
@@ -75,6 +76,8 @@ impl Lifecycle {
         match result {
             Ok(response) if response.is_success() => {
                 self.append(now, thread, rollout::assistant_output_item("done"));
+                let (input, output) = self.token_counts();
+                self.append(now, thread, rollout::token_count(input, output));
             }
             Ok(response) => {
                 let body = response.body_text();

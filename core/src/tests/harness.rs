@@ -443,10 +443,10 @@ impl Harness {
         self.resume(thread)
     }
 
-    /// `child` forks from `parent`: the driver copies the parent's rollout into the child's.
+    /// `child` forks from `parent`: core writes the child's rollout (its `session_meta`, a copy
+    /// of the parent's items, rule 16's `null`).
     pub(super) fn fork(&mut self, child: &str, parent: &str) -> RolloutScan {
         let copy = self.rollout(parent);
-        self.rollouts.insert(child.into(), copy.clone());
         let scan = self.machine.fork_thread(self.now, child.into(), &copy);
         self.drain();
         scan
@@ -638,6 +638,11 @@ impl Harness {
                 file.extend_from_slice(line.to_json().as_bytes());
                 file.push(b'\n');
                 format!("append {thread} {what}")
+            }
+            Command::AppendCopy { thread, bytes } => {
+                let lines = bytes.iter().filter(|b| **b == b'\n').count();
+                self.rollouts.entry(thread.clone()).or_default().extend_from_slice(&bytes);
+                format!("append {thread} a copy of {lines} lines")
             }
             Command::Emit(event) => {
                 let what = format!("emit {} {}", event.thread, describe_event(&event.kind));

@@ -44,6 +44,16 @@ impl Sim {
                 }
                 self.ledger.append(now, thread, &line.item);
             }
+            Command::AppendCopy { thread, bytes } => {
+                if let Err(e) = self.host.store.append(&thread.0, bytes) {
+                    self.ledger.harness_failure(format!("rollout copy failed: {e}"));
+                }
+                if self.ledger.timeline_on() {
+                    let lines = bytes.iter().filter(|b| **b == b'\n').count();
+                    let text = format!("append a copy of its parent's {lines} lines");
+                    self.ledger.entry(now, &thread.0, crate::report::EntryKind::Append, &text);
+                }
+            }
             Command::Emit(event) => {
                 self.ledger.observe(Observation::Event(event));
                 self.judge.event(event, self.ledger.step());

@@ -45,6 +45,21 @@ impl Sim {
                     self.run_until(|sim| sim.turn_done(&id, turn))?;
                 }
             }
+            Step::Compact { thread } | Step::Rollback { thread, .. } => {
+                let id = ThreadId(thread.clone());
+                if !self.host.live_machine()?.has_thread(&id) {
+                    return Err(format!("thread {thread:?} is not running in this process: start or resume it first"));
+                }
+                let now = self.now;
+                if let Step::Rollback { turns, .. } = step {
+                    self.oracle.feed(now, Input::Rollback(thread, *turns));
+                    self.host.machine_mut().rollback(now, &id, *turns);
+                } else {
+                    self.oracle.feed(now, Input::Compact(thread));
+                    self.host.machine_mut().compact(now, &id);
+                }
+                self.drain(None);
+            }
             Step::Advance { ms } => {
                 if self.ledger.elapsed(self.now).saturating_add(*ms) > MAX_VIRTUAL_MS {
                     return Err(format!(
@@ -104,7 +119,6 @@ impl Sim {
             return Err(format!("thread {child:?} already has a rollout"));
         }
         self.host.live_machine()?;
-        self.host.write_rollout(child, &bytes)?;
         let now = self.now;
         let id = ThreadId(child.to_owned());
         self.oracle.feed(now, Input::Fork(child, &bytes));

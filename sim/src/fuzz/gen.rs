@@ -162,6 +162,10 @@ pub enum Op {
     ResumeAway(u8, AuthChoice),
     /// Arm a world change at the next request to an endpoint.
     On(Endpoint, Moment, WorldChoice),
+    /// Compact a live thread's history.
+    Compact(u8),
+    /// Roll back a live thread's last 1 to 3 turns.
+    Rollback(u8, u8),
 }
 
 /// A whole case, its run seed included (not shrunk: another seed is another run), for
@@ -364,6 +368,8 @@ pub fn op_strategy(edges: Edges) -> BoxedStrategy<Op> {
                 .boxed(),
         ),
         (2 * rollouts, any::<u8>().prop_map(Op::ForkDuringPrewarm).boxed()),
+        (1 + rollouts, any::<u8>().prop_map(Op::Compact).boxed()),
+        (1 + rollouts, (any::<u8>(), 1u8..=3).prop_map(|(t, n)| Op::Rollback(t, n)).boxed()),
         (
             2 * (rollouts + identity),
             (any::<u8>(), away_strategy()).prop_map(|(i, away)| Op::ResumeAway(i, away)).boxed(),

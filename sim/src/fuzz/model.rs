@@ -280,6 +280,14 @@ impl<'a> Model<'a> {
                 let thread = Self::pick(&self.live(), *i).filter(|_| up)?;
                 Some(Step::Turn { thread, text: "hello".into(), wait: matches!(op, Op::Turn(_)) })
             }
+            Op::Compact(i) => {
+                let thread = Self::pick(&self.live(), *i).filter(|_| up)?;
+                Some(Step::Compact { thread })
+            }
+            Op::Rollback(i, turns) => {
+                let thread = Self::pick(&self.live(), *i).filter(|_| up)?;
+                Some(Step::Rollback { thread, turns: u32::from(*turns) })
+            }
             Op::Settle => Some(Step::Settle),
             Op::Advance(by) => Some(Step::Advance { ms: self.advance_ms(*by) }),
             Op::Restart => Some(Step::Restart(ConfigChange::default())),
@@ -316,8 +324,8 @@ impl<'a> Model<'a> {
     fn push(&mut self, step: Step) {
         match &step {
             Step::Start { thread } => {
-                self.threads
-                    .insert(thread.clone(), ThreadState { live: true, ..ThreadState::default() });
+                // A new rollout begins with its `session_meta` at once.
+                self.threads.insert(thread.clone(), ThreadState { live: true, rollout: true });
             }
             Step::Resume { thread, from: ResumeSource::Thread(_) } => {
                 self.threads.insert(thread.clone(), ThreadState { live: true, rollout: true });
@@ -327,6 +335,10 @@ impl<'a> Model<'a> {
             }
             Step::Fork { child, .. } => {
                 self.threads.insert(child.clone(), ThreadState { live: true, rollout: true });
+            }
+            Step::Compact { thread } | Step::Rollback { thread, .. } => {
+                let t = self.threads.get_mut(thread).expect("history operations on live threads");
+                t.rollout = true;
             }
             Step::Turn { thread, .. } => {
                 let t = self.threads.get_mut(thread).expect("turns run on existing threads");

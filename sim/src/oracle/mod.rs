@@ -38,6 +38,8 @@ pub enum Input<'a> {
     Start(&'a str),
     Resume(&'a str, &'a [u8]),
     Fork(&'a str, &'a [u8]),
+    Compact(&'a str),
+    Rollback(&'a str, u32),
     Turn(&'a str, u32),
     Auth(&'a Auth),
     IdentityReplaced(Option<&'a StoredIdentity>),
@@ -109,7 +111,9 @@ impl Oracle {
         match input {
             Input::Start(thread) => model.start(now, thread),
             Input::Resume(thread, bytes) => model.resume(now, thread, last_state(bytes)),
-            Input::Fork(thread, bytes) => model.fork(now, thread, last_state(bytes)),
+            Input::Fork(thread, bytes) => model.fork(now, thread, bytes.len(), last_state(bytes)),
+            Input::Compact(thread) => model.compact(thread),
+            Input::Rollback(thread, turns) => model.rollback(thread, turns),
             Input::Turn(thread, turn) => model.submit_turn(now, thread, turn),
             Input::Auth(auth) => model.auth_changed(now, workspace(auth)),
             Input::IdentityReplaced(stored) => model.identity_replaced(now, stored.map(ident)),
@@ -387,6 +391,8 @@ fn describe(input: &Input<'_>) -> String {
         Input::Start(thread) => format!("start {thread}"),
         Input::Resume(thread, _) => format!("resume {thread}"),
         Input::Fork(thread, _) => format!("fork {thread}"),
+        Input::Compact(thread) => format!("compact {thread}"),
+        Input::Rollback(thread, turns) => format!("rollback {thread} {turns}"),
         Input::Turn(thread, turn) => format!("turn-{turn} submitted on {thread}"),
         Input::Auth(auth) => format!("auth changed to {}", auth.describe()),
         Input::IdentityReplaced(stored) => format!(

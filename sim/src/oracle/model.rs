@@ -129,6 +129,7 @@ impl Model {
     pub fn start(&mut self, now: Timestamp, thread: &str) {
         self.threads.insert(thread.to_owned(), Thread::default());
         self.touched.insert(thread.to_owned());
+        self.append(thread, Line::SessionMeta);
         self.session_start(now, thread);
     }
 
@@ -150,9 +151,18 @@ impl Model {
     }
 
     /// A thread forks; `last` is the copied rollout's last `session_state` (rule 16).
-    pub fn fork(&mut self, now: Timestamp, thread: &str, last: Option<Option<Task>>) {
+    pub fn fork(
+        &mut self,
+        now: Timestamp,
+        thread: &str,
+        copied: usize,
+        last: Option<Option<Task>>,
+    ) {
         self.threads.insert(thread.to_owned(), Thread::default());
         self.touched.insert(thread.to_owned());
+        // The child's own header, then the parent's items.
+        self.append(thread, Line::SessionMeta);
+        self.append(thread, Line::Copy(copied));
         if !self.policy.use_agent_identity {
             return;
         }
@@ -164,6 +174,16 @@ impl Model {
             }
         }
         self.session_start(now, thread);
+    }
+
+    /// A compaction: one `compacted` line, nothing else.
+    pub fn compact(&mut self, thread: &str) {
+        self.append(thread, Line::Compacted);
+    }
+
+    /// A rollback of `turns` turns: one `thread_rolled_back` line; the task is untouched.
+    pub fn rollback(&mut self, thread: &str, turns: u32) {
+        self.append(thread, Line::RolledBack(u64::from(turns)));
     }
 
     /// The user submits a turn; it runs after the thread's earlier turns.
@@ -351,8 +371,14 @@ impl Model {
     }
 
     fn finish(&mut self, now: Timestamp, thread: &str, outcome: Outcome) {
-        if outcome.is_err() {
-            // Spec section 4: "agent task registration failed".
+        let for_a_turn = self
+            .threads
+            .get(thread)
+            .and_then(|t| t.ensure.as_ref())
+            .is_some_and(|e| e.waiters.iter().any(|w| matches!(w, Waiter::Turn(_))));
+        if outcome.is_err() && for_a_turn {
+            // Spec section 4: "agent task registration failed", the turn path's line; a prewarm
+            // alone logs only its own.
             let failure = Failure::TaskRegistration;
             self.out.push(Out::FailureLog { thread: Some(thread.to_owned()), failure });
         }
@@ -416,7 +442,7 @@ impl Model {
     // ---- turns --------------------------------------------------------------------------
 
     fn begin_turn(&mut self, now: Timestamp, thread: &str, turn: u32) {
-        for line in [Line::UserMessage, Line::UserItem] {
+        for line in [Line::TurnContext, Line::UserMessage, Line::UserItem] {
             self.out.push(Out::Append { thread: thread.to_owned(), line });
         }
         self.emit(thread, Ev::TaskStarted(turn));
@@ -440,8 +466,8 @@ impl Model {
         let Some((turn, runtime)) = self.model_requests.remove(thread) else { return };
         match seen {
             Seen::Completed => {
-                let line = Line::AssistantItem;
-                self.out.push(Out::Append { thread: thread.to_owned(), line });
+                self.append(thread, Line::AssistantItem);
+                self.append(thread, Line::TokenCount);
             }
             Seen::Refused { status, identity_expired } => {
                 // Rule 18: the refusal drops the identity it refused, if it is still the slot's.
@@ -587,6 +613,10 @@ impl Model {
     }
 
     // ---- plumbing -----------------------------------------------------------------------
+
+    fn append(&mut self, thread: &str, line: Line) {
+        self.out.push(Out::Append { thread: thread.to_owned(), line });
+    }
 
     fn emit(&mut self, thread: &str, event: Ev) {
         self.out.push(Out::Emit { thread: thread.to_owned(), event });

@@ -50,6 +50,9 @@ pub fn observe(command: &Command, machine: &Lifecycle) -> Option<Out> {
         Command::Append { thread, line } => {
             Out::Append { thread: thread.0.clone(), line: line_of(&line.item) }
         }
+        Command::AppendCopy { thread, bytes } => {
+            Out::Append { thread: thread.0.clone(), line: Line::Copy(bytes.len()) }
+        }
         Command::Emit(event) => {
             let ev = match &event.kind {
                 EventKind::TaskStarted { turn } => Ev::TaskStarted(turn.0),
@@ -113,14 +116,21 @@ fn line_of(item: &RolloutItem) -> Line {
             task.as_ref()
                 .map(|t| (t.agent_runtime_id.clone(), t.task_id.clone(), t.registered_at.clone())),
         ),
-        RolloutItem::EventMsg(v) if field(v, "type").as_deref() == Some("user_message") => {
-            Line::UserMessage
-        }
+        RolloutItem::SessionMeta(_) => Line::SessionMeta,
+        RolloutItem::TurnContext(_) => Line::TurnContext,
+        RolloutItem::Compacted(_) => Line::Compacted,
+        RolloutItem::EventMsg(v) => match field(v, "type").as_deref() {
+            Some("user_message") => Line::UserMessage,
+            Some("token_count") => Line::TokenCount,
+            Some("thread_rolled_back") => {
+                Line::RolledBack(v.get("num_turns").and_then(Value::as_u64).unwrap_or(u64::MAX))
+            }
+            _ => Line::Other(item.type_name().to_owned()),
+        },
         RolloutItem::ResponseItem(v) => match field(v, "role").as_deref() {
             Some("user") => Line::UserItem,
             Some("assistant") => Line::AssistantItem,
             _ => Line::Other(item.type_name().to_owned()),
         },
-        other => Line::Other(other.type_name().to_owned()),
     }
 }

@@ -103,6 +103,18 @@ pub enum Request {
 /// A rollout line, as the comparison sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Line {
+    /// `session_meta`, a new rollout's first line.
+    SessionMeta,
+    /// A fork's copy of its parent's items: so many bytes.
+    Copy(usize),
+    /// `turn_context`, before a turn's user message.
+    TurnContext,
+    /// The `token_count` `event_msg` after a completed answer.
+    TokenCount,
+    /// `compacted`.
+    Compacted,
+    /// The `thread_rolled_back` `event_msg` of a rollback of so many turns.
+    RolledBack(u64),
     /// The `event_msg` `user_message` and the user `response_item` a turn begins with.
     UserMessage,
     UserItem,
@@ -193,6 +205,12 @@ impl fmt::Display for Request {
 impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Line::SessionMeta => f.write_str("session_meta"),
+            Line::Copy(bytes) => write!(f, "a copy of {bytes} bytes"),
+            Line::TurnContext => f.write_str("turn_context"),
+            Line::TokenCount => f.write_str("token_count"),
+            Line::Compacted => f.write_str("compacted"),
+            Line::RolledBack(n) => write!(f, "thread_rolled_back {n}"),
             Line::UserMessage => f.write_str("user_message"),
             Line::UserItem => f.write_str("user response_item"),
             Line::AssistantItem => f.write_str("assistant response_item"),

@@ -206,6 +206,11 @@ pub enum Step {
     /// A user turn; `wait` says whether the step waits for the turn to complete (`turn`) or not
     /// (`submit`).
     Turn { thread: String, text: String, wait: bool },
+    /// The thread's history is compacted (a `compacted` item); its task must not change.
+    Compact { thread: String },
+    /// The thread's last `turns` user turns are rolled back (a `thread_rolled_back` item); its
+    /// task must not change, and resume still restores the latest one.
+    Rollback { thread: String, turns: u32 },
     /// Virtual time passes.
     Advance { ms: u64 },
     /// Run until no work is in flight.

@@ -153,6 +153,8 @@ impl fmt::Display for Step {
                 write!(f, "resume {thread} from_thread {other}")
             }
             Step::Fork { child, parent } => write!(f, "fork {child} from {parent}"),
+            Step::Compact { thread } => write!(f, "compact {thread}"),
+            Step::Rollback { thread, turns } => write!(f, "rollback {thread} {turns}"),
             Step::Turn { thread, text, wait } => {
                 f.write_str(if *wait { "turn " } else { "submit " })?;
                 f.write_str(thread)?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::cursor::Cursor;
 use super::edges::{damage_usage, on_usage};
 use super::options::{auth, auth_usage, config_change, restart_usage};
-use super::values::{endpoint, thread_name};
+use super::values::{endpoint, thread_name, whole_number};
 use super::{find, names, usages, Keyword, Parser, Usage};
 use crate::scenario::lex::{Problem, Token, TokenKind};
 use crate::scenario::{CrashPoint, Located, ResumeSource, Step};
@@ -34,6 +34,12 @@ pub(super) const STEPS: &[Keyword<StepParser>] = &[
         name: "submit",
         usage: Fixed("submit <thread> [\"<text>\"]"),
         parse: |parser, cursor| parser.turn(cursor, false),
+    },
+    Keyword { name: "compact", usage: Fixed("compact <thread>"), parse: Parser::compact },
+    Keyword {
+        name: "rollback",
+        usage: Fixed("rollback <thread> <turns>, e.g. rollback A 1"),
+        parse: Parser::rollback,
     },
     Keyword {
         name: "advance",
@@ -163,6 +169,17 @@ impl Parser {
             _ => "hello".to_string(),
         };
         Ok(Step::Turn { thread, text, wait })
+    }
+
+    fn compact(&mut self, cursor: &mut Cursor<'_>) -> Result<Step, Problem> {
+        let thread = self.existing_thread(cursor.word("a thread name")?)?;
+        Ok(Step::Compact { thread })
+    }
+
+    fn rollback(&mut self, cursor: &mut Cursor<'_>) -> Result<Step, Problem> {
+        let thread = self.existing_thread(cursor.word("a thread name")?)?;
+        let turns = whole_number(cursor.word("how many turns to roll back")?, "a number of turns")?;
+        Ok(Step::Rollback { thread, turns })
     }
 
     fn crash(&self, cursor: &mut Cursor<'_>) -> Result<CrashPoint, Problem> {
