@@ -382,16 +382,17 @@ fn crash_cases() -> Vec<CrashCase> {
         },
         CrashCase {
             name: "crash_on_append_tears_a_turn_line",
-            header: "description: a torn user_message line is skipped after the crash\nseed: 7\n",
+            header: "description: a torn turn line is skipped after the crash\nseed: 7\n",
             before: "start A\nstart B\nsettle\nturn A \"first\"\nturn B \"first\"\nsettle\n",
             after: "crash on_append A\nturn A \"second\"\nrestart\nresume A\nresume B\n\
                     turn A \"third\"\nturn B \"second\"\n\
                     expect task A current\nexpect task B current\n\
                     expect requests task_register = 2\n\
                     expect mark resume_skipped_damaged_line\nexpect mark persisted_task_restored\n",
-            // Turn lines: user event_msg, user response_item, assistant response_item; A has
-            // session_state + 3 lines before the crash, so the torn line is line 5.
-            torn_at_resume: &[("A", 5)],
+            // A has session_meta, session_state and the first turn's 5 lines (turn_context,
+            // user event_msg, user response_item, assistant response_item, token_count) before
+            // the crash, so the torn line (the second turn's turn_context) is line 8.
+            torn_at_resume: &[("A", 8)],
             issued: (2, 1),
         },
         CrashCase {
@@ -404,8 +405,9 @@ fn crash_cases() -> Vec<CrashCase> {
                     expect task A current\nexpect last_state A task\n\
                     expect session_state_lines A = 1\nexpect requests task_register = 4\n\
                     expect mark resume_skipped_damaged_line\n",
-            // The failed turn wrote user event_msg + response_item; the torn line is line 3.
-            torn_at_resume: &[("A", 3)],
+            // session_meta, then the failed turn's turn_context, user event_msg and user
+            // response_item; the torn session_state is line 5.
+            torn_at_resume: &[("A", 5)],
             issued: (2, 1),
         },
         CrashCase {

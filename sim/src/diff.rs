@@ -3,7 +3,8 @@
 //! in every id, key, latency and timestamp; a raw diff drowns the one change that matters. Both
 //! sides are read as snapshot texts (a `--out` folder's `snapshot.txt`, a `.snap` file, or a
 //! scenario run now), each line is normalised (clocks, request numbers and latencies dropped;
-//! runtime and task ids renamed by order of first appearance; RFC 3339 timestamps masked), and the
+//! runtime, task and session ids renamed by order of first appearance; RFC 3339 timestamps and
+//! token counts masked), and the
 //! sections are compared in the order a reader cares about: events, requests, rollouts, marks,
 //! logs, then the timeline.
 
@@ -220,7 +221,8 @@ impl Renamer {
         out.trim_start().to_owned()
     }
 
-    /// Masks timestamps and renames `agent-…`/`task_…` ids inside one word.
+    /// Masks timestamps and token counts, and renames runtime, task and session ids, inside one
+    /// word.
     fn mask(&mut self, word: &str) -> String {
         let mut out = String::with_capacity(word.len());
         let mut rest = word;
@@ -228,6 +230,13 @@ impl Renamer {
             if let Some(len) = timestamp_len(rest) {
                 out.push_str("<time>");
                 rest = &rest[len..];
+                continue;
+            }
+            if let Some(digits) = rest.strip_prefix("_tokens\":") {
+                // Token counts are drawn from the seed.
+                let n = digits.bytes().take_while(u8::is_ascii_digit).count();
+                out.push_str("_tokens\":<n>");
+                rest = &digits[n..];
                 continue;
             }
             if let Some((kind, len)) = id_len(rest) {
@@ -290,8 +299,16 @@ fn timestamp_len(text: &str) -> Option<usize> {
     (b.get(len) == Some(&b'Z')).then_some(len + 1)
 }
 
-/// An id at the start of `text`: `agent-<hex>` (a runtime) or `task_<hex>` (a task).
+/// An id at the start of `text`: `agent-<hex>` (a runtime), `task_<hex>` (a task), or a UUID
+/// (a session, in `session_meta`).
 fn id_len(text: &str) -> Option<(&'static str, usize)> {
+    let b = text.as_bytes();
+    let uuid = b"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+    if b.len() >= uuid.len()
+        && b.iter().zip(uuid).all(|(c, u)| if *u == b'x' { c.is_ascii_hexdigit() } else { c == u })
+    {
+        return Some(("session", uuid.len()));
+    }
     for (prefix, kind) in [("agent-", "runtime"), ("task_", "task")] {
         if let Some(rest) = text.strip_prefix(prefix) {
             let hex = rest.bytes().take_while(u8::is_ascii_hexdigit).count();

@@ -415,6 +415,8 @@ impl<'a> Model<'a> {
                     | Step::Resume { .. }
                     | Step::Fork { .. }
                     | Step::Turn { .. }
+                    | Step::Compact { .. }
+                    | Step::Rollback { .. }
                     | Step::RotateIdentity
                     | Step::Auth(_)
             );
