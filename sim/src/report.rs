@@ -146,7 +146,8 @@ pub struct Tally {
     pub timeline: Vec<String>,
     /// The same timeline, structured (kept with it).
     pub entries: Vec<Entry>,
-    /// Each request, structured (`--format json`).
+    /// Each request, structured (`--format json`). This and the next two are kept with the
+    /// timeline: a run without one (`sim fuzz`) spends nothing on them.
     pub request_records: Vec<RequestRecord>,
     /// When each event of `event_values` was emitted (virtual ms since the start).
     pub event_at_ms: Vec<u64>,
@@ -252,7 +253,9 @@ impl Tally {
         }
         self.events.push(text);
         self.event_values.push(event.clone());
-        self.event_at_ms.push(now.since(start));
+        if self.timeline_on {
+            self.event_at_ms.push(now.since(start));
+        }
     }
 
     /// A log line was written.
@@ -262,7 +265,9 @@ impl Tally {
             self.entry(now, start, "-", EntryKind::Log, &format!("log {line}"));
         }
         self.logs.push(text);
-        self.log_values.push((now.since(start), line.clone()));
+        if self.timeline_on {
+            self.log_values.push((now.since(start), line.clone()));
+        }
     }
 
     /// A coverage mark was hit.

@@ -95,8 +95,11 @@ impl Sim {
         }
         let line =
             Network::request_line(&self.ledger.clock(self.now), &call, request, &what, &plan);
-        let at_ms = self.ledger.elapsed(self.now);
-        let record = Network::request_record(at_ms, &call, request, &what, &plan, line.clone());
+        // The structured record is kept with the timeline (`sim fuzz` keeps neither).
+        let record = self.ledger.timeline_on().then(|| {
+            let at_ms = self.ledger.elapsed(self.now);
+            Network::request_record(at_ms, &call, request, &what, &plan, line.clone())
+        });
         self.ledger.request(self.now, &purpose_thread(&what), endpoint, line, record);
         self.net.schedule(plan);
     }

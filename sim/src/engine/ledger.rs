@@ -95,10 +95,10 @@ impl Ledger {
         who: &str,
         endpoint: Option<Endpoint>,
         line: String,
-        record: report::RequestRecord,
+        record: Option<report::RequestRecord>,
     ) {
         self.tally.request(now, self.start, who, endpoint, line);
-        self.tally.request_records.push(record);
+        self.tally.request_records.extend(record);
     }
 
     /// A rollout line was appended.
