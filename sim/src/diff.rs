@@ -147,7 +147,8 @@ pub fn render(left: &Side, right: &Side, comparison: &Comparison) -> String {
     }
     let _ = writeln!(text, "\nsection                  left  right  differing lines");
     for (name, a, b, differ) in &comparison.sections {
-        if name.starts_with("rollout") || *differ > 0 || name != "timeline" {
+        // The timeline repeats the other sections: listed only when it differs.
+        if name != "timeline" || *differ > 0 {
             let _ = writeln!(text, "{name:<24} {a:>5}  {b:>5}  {differ}");
         }
     }

@@ -101,14 +101,7 @@ pub fn shard_indices(shard: Shard, cases: u64) -> impl Iterator<Item = u64> {
 
 /// Parses `i/n` with `i < n`.
 pub fn parse_shard(text: &str) -> Result<Shard, String> {
-    let (index, count) =
-        text.split_once('/').ok_or_else(|| format!("expected I/N such as 0/4, found {text:?}"))?;
-    let number = |s: &str| {
-        s.trim()
-            .parse::<u64>()
-            .map_err(|_| format!("{s:?} is not a whole number in shard {text:?}"))
-    };
-    let (index, count) = (number(index)?, number(count)?);
+    let (index, count) = fraction(text, "shard", "I/N such as 0/4")?;
     if count == 0 || index >= count {
         return Err(format!("shard {text:?}: need 0 <= I < N, e.g. 0/4 to 3/4"));
     }
@@ -117,18 +110,22 @@ pub fn parse_shard(text: &str) -> Result<Shard, String> {
 
 /// Parses `k/n` with `1 <= k <= n` (nextest's 1-based partitions) into shard `(k-1)/n`.
 pub fn parse_partition(text: &str) -> Result<Shard, String> {
-    let (k, n) =
-        text.split_once('/').ok_or_else(|| format!("expected K/N such as 1/4, found {text:?}"))?;
-    let number = |s: &str| {
-        s.trim()
-            .parse::<u64>()
-            .map_err(|_| format!("{s:?} is not a whole number in partition {text:?}"))
-    };
-    let (k, n) = (number(k)?, number(n)?);
+    let (k, n) = fraction(text, "partition", "K/N such as 1/4")?;
     if n == 0 || k == 0 || k > n {
         return Err(format!("partition {text:?}: need 1 <= K <= N, e.g. 1/4 to 4/4"));
     }
     Ok(Shard { index: k - 1, count: n })
+}
+
+/// The two whole numbers of `a/b`; `what` and `shape` name them in errors.
+fn fraction(text: &str, what: &str, shape: &str) -> Result<(u64, u64), String> {
+    let (a, b) = text.split_once('/').ok_or_else(|| format!("expected {shape}, found {text:?}"))?;
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{s:?} is not a whole number in {what} {text:?}"))
+    };
+    Ok((number(a)?, number(b)?))
 }
 
 /// Parses a duration in the scenario files' syntax ([`crate::duration`]: `500ms`, `60s`, `5m`,
