@@ -281,7 +281,7 @@ fn absurd_durations_neither_panic_nor_break_timestamps() {
         assert!(report.passed(), "{}", report.verdict());
         assert!(report
             .tally
-            .timeline
+            .timeline()
             .iter()
             .any(|l| l.ends_with(", expires 9999-12-31T23:59:59Z")));
     }
@@ -348,9 +348,10 @@ fn a_scripted_2xx_the_reference_model_cannot_read_is_said_in_the_timeline() {
     );
     let report = run_with(&scenario, &RunOptions::default());
     assert!(report.passed(), "{}", report.verdict());
+    let timeline = report.tally.timeline();
     let notes: Vec<&String> =
-        report.tally.timeline.iter().filter(|l| l.contains("reference model stops")).collect();
-    assert_eq!(notes.len(), 1, "{:#?}", report.tally.timeline);
+        timeline.iter().filter(|l| l.contains("reference model stops")).collect();
+    assert_eq!(notes.len(), 1, "{timeline:#?}");
     assert!(notes[0].contains("scripted 2xx"), "{}", notes[0]);
 }
 
@@ -402,12 +403,9 @@ impl DamagedRollout<'_> {
             let options = RunOptions { store, ..RunOptions::default() };
             let report = run_with(&scenario, &options);
             assert!(report.passed(), "{file} ({store:?}): {}", report.verdict());
-            let notes: Vec<&String> = report
-                .tally
-                .timeline
-                .iter()
-                .filter(|l| l.contains("resume skipped line"))
-                .collect();
+            let timeline = report.tally.timeline();
+            let notes: Vec<&String> =
+                timeline.iter().filter(|l| l.contains("resume skipped line")).collect();
             assert_eq!(notes.len(), self.skipped.len(), "{file}: {notes:?}");
             for (note, (line, reason)) in notes.iter().zip(self.skipped) {
                 assert!(

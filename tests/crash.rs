@@ -469,7 +469,7 @@ impl CrashCase {
             "{name}: {}\n{}\n{}",
             full.verdict(),
             full.failed_expectations.join("\n"),
-            full.tally.timeline.join("\n")
+            full.tally.timeline().join("\n")
         );
 
         // Every line acknowledged before the crash is still there, byte for byte.

@@ -22,12 +22,10 @@ fn artifacts(report: &RunReport) -> Vec<(String, Vec<u8>)> {
         add(format!("rollout {thread}"), bytes);
     }
     let t = &report.tally;
-    for (kind, lines) in [
-        ("event", &t.events),
-        ("log", &t.logs),
-        ("request", &t.requests),
-        ("timeline", &t.timeline),
-    ] {
+    let timeline = t.timeline();
+    for (kind, lines) in
+        [("event", &t.events), ("log", &t.logs), ("request", &t.requests), ("timeline", &timeline)]
+    {
         for (n, line) in lines.iter().enumerate() {
             add(format!("{kind} {}", n + 1), line.as_bytes());
         }

@@ -408,7 +408,7 @@ fn replay_name(args: &ScenarioArgs, scenario: &Scenario) -> String {
 
 fn print_text(report: &RunReport, path: &Path) -> std::io::Result<()> {
     outln!("--- timeline")?;
-    for line in &report.tally.timeline {
+    for line in &report.tally.timeline() {
         outln!("{line}")?;
     }
     outln!()?;
@@ -446,7 +446,7 @@ fn print_text(report: &RunReport, path: &Path) -> std::io::Result<()> {
 fn write_artifacts(dir: &Path, report: &RunReport, replay: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("rollouts"))?;
     let lines = |v: &[String]| v.iter().map(|l| format!("{l}\n")).collect::<String>();
-    std::fs::write(dir.join("timeline.txt"), lines(&report.tally.timeline))?;
+    std::fs::write(dir.join("timeline.txt"), lines(&report.tally.timeline()))?;
     std::fs::write(dir.join("events.txt"), lines(&report.tally.events))?;
     std::fs::write(dir.join("requests.txt"), lines(&report.tally.requests))?;
     std::fs::write(dir.join("logs.txt"), lines(&report.tally.logs))?;

@@ -138,13 +138,18 @@ pub struct RequestRecord {
     pub line: String,
 }
 
+impl Entry {
+    /// The line the human timeline shows.
+    pub fn line(&self) -> String {
+        format!("{} {:<3} {}", clock_ms(self.at_ms), self.who, self.text)
+    }
+}
+
 /// The run's records, in loop order.
 #[derive(Debug, Default)]
 pub struct Tally {
     timeline_on: bool,
-    /// The human timeline.
-    pub timeline: Vec<String>,
-    /// The same timeline, structured (kept with it).
+    /// The human timeline, structured ([`Tally::timeline`] renders it).
     pub entries: Vec<Entry>,
     /// Each request, structured (`--format json`). This and the next two are kept with the
     /// timeline: a run without one (`sim fuzz`) spends nothing on them.
@@ -178,6 +183,11 @@ impl Tally {
         self.timeline_on
     }
 
+    /// The human timeline, a line per entry: `+HH:MM:SS.mmm who what`.
+    pub fn timeline(&self) -> Vec<String> {
+        self.entries.iter().map(Entry::line).collect()
+    }
+
     /// A timeline line of kind [`EntryKind::Note`].
     pub fn note(&mut self, now: Timestamp, start: Timestamp, who: &str, what: &str) {
         self.entry(now, start, who, EntryKind::Note, what);
@@ -193,7 +203,6 @@ impl Tally {
         what: &str,
     ) {
         if self.timeline_on {
-            self.timeline.push(format!("{} {who:<3} {what}", clock(now, start)));
             let (at_ms, who, text) = (now.since(start), who.to_owned(), what.to_owned());
             self.entries.push(Entry { at_ms, who, kind, text });
         }
@@ -362,8 +371,8 @@ impl RunReport {
         backend: BackendStats,
         virtual_ms: u64,
     ) -> RunReport {
-        let texts = tally
-            .timeline
+        let timeline = tally.timeline();
+        let texts = timeline
             .iter()
             .chain(&tally.events)
             .chain(&tally.requests)
@@ -557,7 +566,7 @@ impl RunReport {
                 .map_or(failure.as_str(), |(_, t)| t);
             let _ = writeln!(out, "  expectation: {text}");
         }
-        section(&mut out, "timeline", &self.tally.timeline);
+        section(&mut out, "timeline", &self.tally.timeline());
         section(&mut out, "events", &self.tally.events);
         section(&mut out, "requests", &self.tally.requests);
         for (thread, bytes) in &self.rollouts {
