@@ -3,78 +3,10 @@
 //! file goes through [`read_rollout_file`].
 
 use std::collections::BTreeMap;
-use std::fs::Metadata;
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
-/// The most bytes a rollout file may hold (64 MiB): the lifecycle's rollouts stay far below it,
-/// and a larger file is refused rather than read into memory.
-pub const MAX_ROLLOUT_FILE_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Reads a rollout file (a `resume ... from` source, or a [`FileStore`] thread's file): only a
-/// regular file, checked before it is opened, so a FIFO (whose opening waits for a writer), a
-/// device such as `/dev/zero` (endless) or a directory gives an error instead of a hang; and at
-/// most [`MAX_ROLLOUT_FILE_BYTES`]. The errors say why but not the path, which the caller names.
-pub fn read_rollout_file(path: &Path) -> io::Result<Vec<u8>> {
-    check_rollout_file(&std::fs::metadata(path)?)?;
-    let file = std::fs::File::open(path)?;
-    // What was opened may not be what was checked (the path changed since): check it again, and
-    // read no more than one byte past the limit in case it grows.
-    check_rollout_file(&file.metadata()?)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_ROLLOUT_FILE_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_ROLLOUT_FILE_BYTES {
-        return Err(too_large(&format!("at least {} bytes", bytes.len())));
-    }
-    Ok(bytes)
-}
-
-/// A regular file within the size limit, or an error saying what it is instead.
-fn check_rollout_file(metadata: &Metadata) -> io::Result<()> {
-    if !metadata.is_file() {
-        let what = file_type_name(metadata);
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("it is {what}, not a regular file"),
-        ));
-    }
-    if metadata.len() > MAX_ROLLOUT_FILE_BYTES {
-        return Err(too_large(&format!("{} bytes", metadata.len())));
-    }
-    Ok(())
-}
-
-/// The error for a file that holds `size` (more than the limit).
-fn too_large(size: &str) -> io::Error {
-    let limit = format!("{MAX_ROLLOUT_FILE_BYTES} bytes ({} MiB)", MAX_ROLLOUT_FILE_BYTES >> 20);
-    let message = format!("it holds {size}, more than the {limit} a rollout file may hold");
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
-/// What a file that is not a regular one is, for an error message.
-fn file_type_name(metadata: &Metadata) -> &'static str {
-    let kind = metadata.file_type();
-    if kind.is_dir() {
-        return "a directory";
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt as _;
-        if kind.is_fifo() {
-            return "a FIFO";
-        }
-        if kind.is_char_device() {
-            return "a character device";
-        }
-        if kind.is_block_device() {
-            return "a block device";
-        }
-        if kind.is_socket() {
-            return "a socket";
-        }
-    }
-    "neither a file nor a directory"
-}
+pub use agentsim_runtime::rollout_file::{read_rollout_file, MAX_ROLLOUT_FILE_BYTES};
 
 /// An append-only rollout per thread.
 pub trait RolloutStore {
