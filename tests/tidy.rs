@@ -247,3 +247,116 @@ fn the_message_text_rule_catches_what_it_names() {
     assert_eq!(lines, [1, 2, 3, 4]);
     assert_eq!(prose_comparisons(&text)[3].1, "contains(\"a\" b\"");
 }
+
+/// What a driver of core must never do itself: name the protocol's paths or rollout shapes,
+/// build or read the lifecycle's data, or call core's deciders. It feeds core inputs and carries
+/// out its commands; core decides.
+const DRIVER_DECISIONS: [&str; 21] = [
+    "session_state",
+    "agent_task",
+    "/v1/",
+    "authenticate_app",
+    "identity_expired",
+    "x-openai-authorization",
+    "protocol::",
+    "rollout::scan",
+    "RolloutLine {",
+    "RolloutItem::",
+    "AgentTask {",
+    "Event {",
+    "Failure::",
+    "IdentityKey",
+    "wire::parse_",
+    "wire::verify_",
+    "wire::sign",
+    "open_task_id",
+    "current_runtime(",
+    "is_identity_expired",
+    "usable_identity",
+];
+
+/// Lines of `text` where a driver decides something about the lifecycle ([`DRIVER_DECISIONS`]).
+/// Comments and doc comments are prose and allowed.
+fn driver_decisions(text: &str) -> Vec<(usize, &'static str)> {
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or_default();
+        if let Some(bad) = DRIVER_DECISIONS.iter().find(|d| starts_a_word_in(code, d)) {
+            found.push((n + 1, *bad));
+        }
+    }
+    found
+}
+
+/// Whether `needle` occurs in `code` not preceded by a letter, digit or `_` (`Failure::` but not
+/// `RequestFailure::`).
+fn starts_a_word_in(code: &str, needle: &str) -> bool {
+    code.match_indices(needle).any(|(at, _)| {
+        !code[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+#[test]
+fn the_runtime_decides_nothing_about_the_lifecycle() {
+    // runtime/ is core's production driver: what the simulator tests is what ships only if
+    // every decision is core's. (Core staying sans-IO is checked above.)
+    let mut files = Vec::new();
+    rust_files(&root().join("runtime/src"), &mut files);
+    assert!(files.len() >= 4, "runtime/src has its files");
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("utf-8 source");
+        for (line, bad) in driver_decisions(&text) {
+            found.push(format!("{}:{line}: {bad}", file.display()));
+        }
+    }
+    assert!(found.is_empty(), "lifecycle decisions in the runtime:\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_driver_rule_catches_what_it_names() {
+    let text = [
+        "let line = RolloutLine { timestamp, item };",
+        "if path.starts_with(\"/v1/agent\") {",
+        "let scan = agentsim_core::rollout::scan(&bytes);",
+        "// the session_state line is on disk first",
+        "machine.resume_thread(now, thread, &bytes);",
+        "Err(RequestFailure::Timeout)",
+        "if let Failure::TaskRegistration = cause {",
+    ]
+    .join("\n");
+    let lines: Vec<usize> = driver_decisions(&text).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(lines, [1, 2, 3, 7]);
+}
+
+#[test]
+fn only_drivers_read_the_wall_clock_or_os_randomness() {
+    // clippy.toml bans both workspace-wide; an `allow` of that ban marks the places that read
+    // them on purpose: the runtime (production), `sim serve` (a real-time server), and the
+    // places that pace progress lines or measure speed, which no run sees. Nothing simulated may.
+    let allowed = [
+        "runtime/src/lib.rs",
+        "runtime/src/driver.rs",
+        "sim/src/serve",
+        "sim/src/bench.rs",
+        "sim/src/fuzz/campaign.rs",
+        "sim/src/fuzz/mod.rs",
+        "sim/src/compare",
+    ];
+    let mut files = Vec::new();
+    for dir in ["core/src", "sim/src", "runtime/src", "tests"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    let mut found = Vec::new();
+    for file in files {
+        let relative = file.strip_prefix(root()).expect("under the root").display().to_string();
+        let text = std::fs::read_to_string(&file).expect("utf-8 source");
+        if text.contains("allow(clippy::disallowed_methods)")
+            && !allowed.iter().any(|a| relative.starts_with(a))
+            && !relative.ends_with("tidy.rs")
+        {
+            found.push(relative);
+        }
+    }
+    assert!(found.is_empty(), "files that lift the clock/randomness ban: {found:?}");
+}

@@ -276,3 +276,6 @@ fn thread_id(name: &str) -> Result<ThreadId, RuntimeError> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests;

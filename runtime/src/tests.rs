@@ -1,0 +1,86 @@
+//! Unit tests of the runtime's storage: durable appends, torn tails, the auth store.
+
+use agentsim_core::{Binding, StoredIdentity, ThreadId, Timestamp};
+
+use crate::auth_store::{AuthStore, AuthStoreError};
+use crate::rollout_file::RolloutFiles;
+
+fn identity() -> StoredIdentity {
+    StoredIdentity {
+        binding: Binding { account_id: "acct-1".into(), user_id: Some("user-1".into()) },
+        agent_runtime_id: "agent-1".into(),
+        private_key: "c2VjcmV0LWtleS1ieXRlcw==".into(),
+        registered_at: Timestamp::SIM_EPOCH,
+        expires_at: Some(Timestamp::SIM_EPOCH.plus_ms(3_600_000)),
+    }
+}
+
+#[test]
+fn appends_count_lines_and_a_torn_tail_is_ended_before_the_next_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let thread = ThreadId::from("A");
+    let mut files = RolloutFiles::new(dir.path()).expect("dir");
+    std::fs::write(files.path(&thread), b"{\"a\":1}\n{\"torn").expect("write");
+    let existing = files.read(&thread).expect("read").expect("exists");
+    files.open(&thread, &existing).expect("open");
+    assert_eq!(files.append_line(&thread, "{\"b\":2}").expect("append"), 3);
+    assert_eq!(files.append(&thread, b"{\"c\":3}\n{\"d\":4}\n").expect("copy"), 5);
+    let bytes = std::fs::read(files.path(&thread)).expect("read back");
+    assert_eq!(bytes, b"{\"a\":1}\n{\"torn\n{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n");
+}
+
+#[test]
+fn a_missing_rollout_reads_as_none_and_a_directory_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = RolloutFiles::new(dir.path()).expect("dir");
+    assert_eq!(files.read(&ThreadId::from("nobody")).expect("no error"), None);
+    std::fs::create_dir(files.path(&ThreadId::from("odd"))).expect("mkdir");
+    let error = files.read(&ThreadId::from("odd")).expect_err("a directory");
+    assert!(error.to_string().contains("odd.jsonl"), "{error}");
+    assert!(error.to_string().contains("directory"), "{error}");
+}
+
+#[test]
+fn appending_to_a_thread_that_is_not_open_fails_instead_of_creating_a_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut files = RolloutFiles::new(dir.path()).expect("dir");
+    assert!(files.append_line(&ThreadId::from("A"), "{}").is_err());
+    assert!(!files.exists(&ThreadId::from("A")));
+}
+
+#[test]
+fn the_auth_store_round_trips_and_empties() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = AuthStore::new(&dir.path().join("auth.json"));
+    assert_eq!(store.load().expect("no file"), None);
+    store.save(Some(&identity())).expect("save");
+    assert_eq!(store.load().expect("load"), Some(identity()));
+    store.save(None).expect("empty");
+    assert_eq!(store.load().expect("load"), None);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(store.path()).expect("exists").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only the owner reads the private key");
+    }
+}
+
+#[test]
+fn a_damaged_auth_store_is_an_error_that_shows_none_of_its_contents() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("auth.json");
+    let store = AuthStore::new(&path);
+    let secret = "c2VjcmV0LWtleS1ieXRlcw==";
+    std::fs::write(&path, format!("{{\"agent_identity\": {{\"private_key\": \"{secret}\", 5"))
+        .expect("write");
+    let error = store.load().expect_err("damaged");
+    assert!(matches!(error, AuthStoreError::Damaged { .. }), "{error}");
+    assert!(!error.to_string().contains(secret), "{error}");
+    std::fs::write(
+        &path,
+        format!("{{\"agent_identity\": {{\"private_key\": 5, \"x\": \"{secret}\"}}}}"),
+    )
+    .expect("write");
+    let error = store.load().expect_err("wrong types");
+    assert!(!error.to_string().contains(secret), "{error}");
+}
