@@ -134,6 +134,12 @@ pub struct RequestRecord {
     pub fault: Option<String>,
     /// What came back, as the request log says it.
     pub outcome: String,
+    /// The request's non-secret summary ([`request_summary`]).
+    pub request: String,
+    /// The status the backend answered, on time or not; `None` for a reset.
+    pub status: Option<u16>,
+    /// What the backend answered ([`response_summary`]); empty for a reset.
+    pub answer: String,
     /// The request log's line.
     pub line: String,
 }

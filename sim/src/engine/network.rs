@@ -79,6 +79,9 @@ pub(super) struct Plan {
     first: (Timestamp, Scheduled),
     late: Option<(Timestamp, Scheduled)>,
     outcome: String,
+    /// What the backend answered (status, [`report::response_summary`]), on time or not;
+    /// `None` for a reset, which never reaches it.
+    answered: Option<(u16, String)>,
 }
 
 impl Plan {
@@ -153,6 +156,11 @@ impl Network {
         let Call { id, generation, number, endpoint, latency, timeout_ms, .. } = *call;
         let fault = &call.fault;
         let answer = exchange.answer;
+        let answered = exchange
+            .outcome
+            .as_ref()
+            .ok()
+            .map(|response| (response.status, report::response_summary(endpoint, response)));
         let mut late = None;
         let (at, scheduled, outcome) = match (exchange.outcome, fault) {
             (Err(TransportError::Reset), _) => {
@@ -206,7 +214,7 @@ impl Network {
                 (at, Scheduled::Deliver { generation, id, endpoint, response, number, seen }, text)
             }
         };
-        Ok(Plan { first: (at, scheduled), late, outcome })
+        Ok(Plan { first: (at, scheduled), late, outcome, answered })
     }
 
     /// The request log's line for a call: number, time, request, purpose, fault and outcome.
@@ -229,6 +237,9 @@ impl Network {
             purpose: purpose_text(what),
             fault: call.fault.as_ref().map(|f| f.name().to_owned()),
             outcome: plan.outcome.clone(),
+            request: report::request_summary(request),
+            status: plan.answered.as_ref().map(|(status, _)| *status),
+            answer: plan.answered.as_ref().map(|(_, summary)| summary.clone()).unwrap_or_default(),
             line,
         }
     }
