@@ -26,6 +26,7 @@ use agentsim_core::{AgentTask, Auth, Config, Event, ThreadId, Timestamp, TurnId}
 use tokio::sync::{mpsc, oneshot};
 
 pub mod auth_store;
+pub mod cli;
 mod driver;
 pub mod http;
 pub mod rollout_file;

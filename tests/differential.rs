@@ -1,0 +1,444 @@
+//! The differential test: the simulated run equals the real run.
+//!
+//! Every scenario whose steps a real process can carry out without a controlled interleaving
+//! ([`eligible`]) is played twice, one test each (`<scenario>::differential`):
+//! - (a) in the simulator, in virtual time, through the memory transport;
+//! - (b) through `agentsim-runtime` (tokio, reqwest, real files) against `sim serve` (in this
+//!   process, over loopback), in real time, world changes through the admin API.
+//!
+//! A real process cannot hold two requests in flight in a chosen order, so both sides play the
+//! scenario *settled*: a `settle` after every step (the real side waits until no request is in
+//! flight). The two are then compared as `sim diff` compares runs, once ids, keys and timestamps
+//! are renamed or masked: each thread's rollout, each thread's events, and the request sequence
+//! (method, path, assertion, fault, status and answer). A divergence names the scenario and the
+//! first differing line.
+//!
+//! Time: the real side's clock, shared by the client and the server, is the real clock (elapsed
+//! since the run began, from the simulator's epoch) plus every `advance` of the scenario, applied
+//! as a jump: TTLs stay as written (hours), advances take no time, and everything between them
+//! (requests, appends) runs in real time. The client's request timeout is capped at
+//! [`TIMEOUT_CAP`] and a `timeout` fault holds its answer for [`TIMEOUT_HOLD`], so a timeout
+//! costs a fraction of a second rather than 15 s.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentsim_core::{Auth, Binding, Config, Event, Timestamp, TurnId};
+use agentsim_runtime::{Options, Runtime};
+use agentsim_tests::all_scenarios;
+use libtest_mimic::{Arguments, Failed, Trial};
+use sim::scenario::{
+    AuthSpec, ConfigChange, CrashPoint, InitialIdentity, Located, ResumeSource, Scenario, Step,
+};
+use sim::serve::{JournalEntry, ServeOptions, Server};
+
+/// The client's request timeout in this test (the spec's is 15 s).
+const TIMEOUT_CAP: Duration = Duration::from_millis(300);
+/// How long the server holds a `timeout` fault's answer: past [`TIMEOUT_CAP`].
+const TIMEOUT_HOLD: Duration = Duration::from_millis(1_500);
+/// The base URL the simulated side's messages carry.
+const SIMULATED_BASE: &str = sim::transport::MEMORY_BASE_URL;
+
+fn main() -> ExitCode {
+    let args = Arguments::from_args();
+    let mut trials = Vec::new();
+    let mut skipped = Vec::new();
+    for scenario in all_scenarios() {
+        match eligible(&scenario) {
+            Ok(()) => {
+                let name = format!("{}::differential", scenario.name);
+                trials.push(Trial::test(name, move || differential(&scenario)));
+            }
+            Err(why) => skipped.push(format!("{}: {why}", scenario.name)),
+        }
+    }
+    let count = trials.len();
+    trials.push(Trial::test("differential::most_scenarios_are_eligible", move || {
+        // The test must not quietly check nothing: most scenarios are expressible.
+        if count >= 30 {
+            Ok(())
+        } else {
+            Err(format!("only {count} eligible scenarios; skipped:\n{}", skipped.join("\n")).into())
+        }
+    }));
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Whether the runtime can express the scenario, or why not.
+fn eligible(scenario: &Scenario) -> Result<(), String> {
+    let config = &scenario.config;
+    if !config.random_faults.rate_per_mille.is_empty() {
+        // The draws would match only if both sides sent in the same order, which a settled
+        // run does; but random faults are drawn from the request order of the whole run, so
+        // one reordered pair shifts every later one. Left to the simulator.
+        return Err("random faults".into());
+    }
+    if config.latency_ms.1 >= agentsim_core::limits::REQUEST_TIMEOUT_MS {
+        return Err("latencies past the timeout (a real backend answers at once)".into());
+    }
+    if config.identity == InitialIdentity::Warm {
+        return Err("a warm identity is registered out of band".into());
+    }
+    for Located { value: step, .. } in &scenario.steps {
+        let why = match step {
+            Step::Turn { wait: false, .. } => "`submit` interleaves turns",
+            Step::RotateIdentity => "`rotate_identity` registers out of band",
+            Step::AdvanceToExpiry { .. } => "`advance to_expiry` needs a millisecond-exact clock",
+            Step::Crash(CrashPoint::OnAppend(_) | CrashPoint::OnResponse(_)) => {
+                "an armed crash point"
+            }
+            Step::Damage { .. } => "`damage` rewrites a rollout",
+            Step::On { .. } => "a world change armed at a request",
+            _ => continue,
+        };
+        return Err(why.into());
+    }
+    if scenario.faults.iter().any(|f| sim::serve::unservable(&f.value.kind).is_some()) {
+        return Err("a fault HTTP cannot carry".into());
+    }
+    Ok(())
+}
+
+/// The scenario with a `settle` after every step.
+fn settled(scenario: &Scenario) -> Scenario {
+    let mut out = scenario.clone();
+    out.steps = Vec::new();
+    for step in &scenario.steps {
+        out.steps.push(step.clone());
+        if step.value != Step::Settle {
+            out.steps.push(Located { line: step.line, value: Step::Settle });
+        }
+    }
+    out
+}
+
+fn differential(scenario: &Scenario) -> Result<(), Failed> {
+    let settled = settled(scenario);
+    let simulated = simulated(&settled)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio: {e}"))?;
+    let real = runtime.block_on(real(&settled))?;
+    let comparison = sim::diff::compare(&simulated, &real);
+    match comparison.first {
+        None => Ok(()),
+        Some((section, line, left, right)) => Err(format!(
+            "{}: the real run differs from the simulated one, first in {section} line {line}:\n  \
+             simulated: {left}\n  real:      {right}\n\n--- simulated\n{simulated}\n--- real\n{real}",
+            scenario.name
+        )
+        .into()),
+    }
+}
+
+/// The simulated side, as comparable text.
+fn simulated(scenario: &Scenario) -> Result<String, Failed> {
+    let report = sim::run(scenario, &sim::RunOptions::default())
+        .map_err(|e| format!("{}: the simulated run failed: {e}", scenario.name))?;
+    let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for event in &report.tally.event_values {
+        events.entry(event.thread.0.clone()).or_default().push(event_line(event, SIMULATED_BASE));
+    }
+    let requests = report
+        .tally
+        .request_records
+        .iter()
+        .map(|r| request_line(&r.method, &r.path, &r.request, r.fault.as_deref(), r.status, &r.answer))
+        .collect();
+    Ok(text(&events, &requests, &report.rollouts))
+}
+
+/// The comparable text of one side: events per thread, requests, rollouts per thread.
+fn text(
+    events: &BTreeMap<String, Vec<String>>,
+    requests: &Vec<String>,
+    rollouts: &BTreeMap<String, Vec<u8>>,
+) -> String {
+    let mut out = String::new();
+    for (thread, lines) in events {
+        out.push_str(&format!("--- events {thread}\n"));
+        lines.iter().for_each(|l| out.push_str(&format!("{l}\n")));
+    }
+    out.push_str("--- requests\n");
+    requests.iter().for_each(|l| out.push_str(&format!("{l}\n")));
+    for (thread, bytes) in rollouts {
+        out.push_str(&format!("--- rollout {thread}\n"));
+        out.push_str(&String::from_utf8_lossy(bytes));
+    }
+    out
+}
+
+fn event_line(event: &Event, base: &str) -> String {
+    let line = event.to_string();
+    line.replace(base, "{base}")
+}
+
+fn request_line(
+    method: &str,
+    path: &str,
+    request: &str,
+    fault: Option<&str>,
+    status: Option<u16>,
+    answer: &str,
+) -> String {
+    let fault = fault.map(|f| format!(" [fault {f}]")).unwrap_or_default();
+    let status = status.map_or("no answer".to_owned(), |s| s.to_string());
+    format!("{method} {path}{request}{fault} -> {status}{answer}")
+}
+
+/// The real side: the runtime against `sim serve`, as comparable text.
+async fn real(scenario: &Scenario) -> Result<String, Failed> {
+    let mut world = RealWorld::new(scenario)?;
+    world.begin(scenario).await.map_err(|e| format!("{}: the real run cannot begin: {e}", scenario.name))?;
+    for step in &scenario.steps {
+        world.step(scenario, &step.value).await.map_err(|e| {
+            format!("{}:{}: the real run failed at {:?}: {e}", scenario.name, step.line, step.value)
+        })?;
+    }
+    if let Some(process) = world.process.take() {
+        process.shutdown().await;
+    }
+    let journal = world.server.journal();
+    let base = world.server.base_url();
+    let requests = journal
+        .iter()
+        .map(|j: &JournalEntry| {
+            request_line(&j.method, &j.path, &j.request, j.fault.as_deref(), j.status, &j.answer)
+        })
+        .collect();
+    let mut rollouts = BTreeMap::new();
+    let dir = world.home.path().join("rollouts");
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let Some(thread) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        rollouts.insert(thread, bytes);
+    }
+    let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let collected = world.collected.lock().map_err(|_| "events lock")?.clone();
+    for event in &collected {
+        events.entry(event.thread.0.clone()).or_default().push(event_line(event, &base));
+    }
+    Ok(text(&events, &requests, &rollouts))
+}
+
+/// Everything the real side runs on: the server, the shared clock, the home directory and the
+/// process (none after a crash).
+struct RealWorld {
+    server: Server,
+    home: tempfile::TempDir,
+    /// The scenario's `advance`s so far, in ms.
+    advanced: Arc<AtomicU64>,
+    clock: agentsim_runtime::Clock,
+    config: Config,
+    auth: Auth,
+    /// Each account's access token, registered with the server on first use.
+    tokens: BTreeMap<String, String>,
+    process: Option<Runtime>,
+    /// Events of every process, in order.
+    collected: Arc<std::sync::Mutex<Vec<Event>>>,
+    next_turn: u32,
+    admin: reqwest::Client,
+}
+
+impl RealWorld {
+    fn new(scenario: &Scenario) -> Result<RealWorld, Failed> {
+        let advanced = Arc::new(AtomicU64::new(0));
+        // Real time since the run began, from the simulator's epoch, plus the advances.
+        #[allow(clippy::disallowed_methods)]
+        let began = std::time::Instant::now();
+        let jumps = Arc::clone(&advanced);
+        let clock: agentsim_runtime::Clock = Arc::new(move || {
+            let elapsed = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+            Timestamp::SIM_EPOCH.plus_ms(elapsed + jumps.load(Ordering::SeqCst))
+        });
+        let options = ServeOptions {
+            seed: scenario.seed(),
+            identity_ttl_ms: scenario.config.identity_ttl_ms,
+            faults: scenario.faults.iter().map(|f| f.value.clone()).collect(),
+            timeout_hold_ms: TIMEOUT_HOLD.as_millis() as u64,
+            clock: Arc::clone(&clock),
+            ..ServeOptions::default()
+        };
+        let server = Server::start(options).map_err(|e| format!("sim serve: {e}"))?;
+        let config = Config {
+            use_agent_identity: scenario.config.use_agent_identity,
+            expiry: scenario.config.expiry,
+            persist_task: scenario.config.persist_task,
+            base_url: server.base_url(),
+            ..Config::default()
+        };
+        let home = tempfile::tempdir().map_err(|e| e.to_string())?;
+        Ok(RealWorld {
+            server,
+            home,
+            advanced,
+            clock,
+            config,
+            auth: Auth::None,
+            tokens: BTreeMap::new(),
+            process: None,
+            collected: Arc::default(),
+            next_turn: 1,
+            admin: reqwest::Client::new(),
+        })
+    }
+
+    /// Signs in as the header says and starts the first process.
+    async fn begin(&mut self, scenario: &Scenario) -> Result<(), String> {
+        self.auth = self.sign_in(&scenario.config.auth).await?;
+        self.restart(&ConfigChange::default()).await
+    }
+
+    async fn step(&mut self, scenario: &Scenario, step: &Step) -> Result<(), String> {
+        match step {
+            Step::Start { thread } => self.live()?.start_thread(thread).await.map_err(text)?,
+            Step::Resume { thread, from } => {
+                let target = self.home.path().join("rollouts").join(format!("{thread}.jsonl"));
+                match from {
+                    ResumeSource::Own => {}
+                    ResumeSource::File(path) => copy(&scenario.resolve(path), &target)?,
+                    ResumeSource::Thread(other) => {
+                        let source = target.with_file_name(format!("{other}.jsonl"));
+                        copy(&source, &target)?;
+                    }
+                }
+                self.live()?.resume_thread(thread).await.map_err(text)?;
+            }
+            Step::Fork { child, parent } => {
+                self.live()?.fork_thread(child, parent).await.map_err(text)?;
+            }
+            Step::Turn { thread, text: words, .. } => {
+                let turn = TurnId(self.next_turn);
+                self.next_turn += 1;
+                self.live()?.turn(thread, turn, words).await.map_err(text)?;
+            }
+            Step::Compact { thread } => self.live()?.compact(thread).await.map_err(text)?,
+            Step::Rollback { thread, turns } => {
+                self.live()?.rollback(thread, *turns).await.map_err(text)?;
+            }
+            Step::Advance { ms } => {
+                self.advanced.fetch_add(*ms, Ordering::SeqCst);
+            }
+            Step::Settle => {}
+            Step::ExpireIdentity | Step::RevokeIdentity => {
+                let store = agentsim_runtime::auth_store::AuthStore::new(
+                    &self.home.path().join("auth.json"),
+                );
+                if let Some(identity) = store.load().map_err(text)? {
+                    let verb =
+                        if matches!(step, Step::RevokeIdentity) { "revoke" } else { "expire" };
+                    let body = serde_json::json!({ "agent_runtime_id": identity.agent_runtime_id });
+                    self.admin_post(&format!("/admin/{verb}"), body.to_string()).await?;
+                }
+            }
+            Step::Auth(spec) => {
+                self.auth = self.sign_in(spec).await?;
+                self.live()?.set_auth(self.auth.clone()).await.map_err(text)?;
+            }
+            Step::Crash(_) => {
+                // Dropping the runtime kills it where it stands; what it acknowledged is on disk.
+                self.process = None;
+            }
+            Step::Restart(change) => self.restart(change).await?,
+            Step::Heal => self.admin_post("/admin/heal", String::new()).await?,
+            other => return Err(format!("not expressible: {other:?}")),
+        }
+        self.settle().await
+    }
+
+    /// Waits until the process has nothing in flight, and collects the events so far.
+    async fn settle(&mut self) -> Result<(), String> {
+        if let Some(process) = &self.process {
+            process.idle().await.map_err(text)?;
+        }
+        Ok(())
+    }
+
+    fn live(&self) -> Result<&Runtime, String> {
+        self.process.as_ref().ok_or_else(|| "no process is running".to_owned())
+    }
+
+    async fn restart(&mut self, change: &ConfigChange) -> Result<(), String> {
+        if let Some(process) = self.process.take() {
+            drop(process);
+        }
+        if let Some(flag) = change.use_agent_identity {
+            self.config.use_agent_identity = flag;
+        }
+        if let Some(expiry) = change.expiry {
+            self.config.expiry = expiry;
+        }
+        if let Some(persist) = change.persist_task {
+            self.config.persist_task = persist;
+        }
+        let options = Options {
+            clock: Arc::clone(&self.clock),
+            timeout_cap: Some(TIMEOUT_CAP),
+            ..Options::new(self.config.clone(), self.auth.clone(), self.home.path().to_owned())
+        };
+        let process = Runtime::open(options).await.map_err(text)?;
+        let mut notices = process.subscribe().await.map_err(text)?;
+        let events = Arc::clone(&self.collected);
+        tokio::spawn(async move {
+            while let Some(notice) = notices.recv().await {
+                if let agentsim_runtime::Notice::Event(event) = notice {
+                    events.lock().expect("events lock").push(event);
+                }
+            }
+        });
+        self.process = Some(process);
+        Ok(())
+    }
+
+    async fn sign_in(&mut self, spec: &AuthSpec) -> Result<Auth, String> {
+        Ok(match spec {
+            AuthSpec::None => Auth::None,
+            AuthSpec::ApiKey => Auth::ApiKey,
+            AuthSpec::ChatGpt { account, user } => {
+                let token = match self.tokens.get(account) {
+                    Some(token) => token.clone(),
+                    None => {
+                        let token = format!("at-differential-{account}");
+                        let body = serde_json::json!({ "account_id": account, "access_token": token });
+                        self.admin_post("/admin/accounts", body.to_string()).await?;
+                        self.tokens.insert(account.clone(), token.clone());
+                        token
+                    }
+                };
+                Auth::ChatGpt {
+                    binding: Binding { account_id: account.clone(), user_id: user.clone() },
+                    access_token: token,
+                }
+            }
+        })
+    }
+
+    async fn admin_post(&self, path: &str, body: String) -> Result<(), String> {
+        let url = format!("{}{path}", self.server.base_url());
+        let response = self.admin.post(&url).body(body).send().await.map_err(text)?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("{path}: {}", response.status()))
+        }
+    }
+}
+
+fn copy(source: &Path, target: &Path) -> Result<(), String> {
+    std::fs::copy(source, target)
+        .map(|_| ())
+        .map_err(|e| format!("cannot copy {} to {}: {e}", source.display(), target.display()))
+}
+
+fn text(error: impl std::fmt::Display) -> String {
+    error.to_string()
+}
