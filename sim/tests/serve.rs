@@ -282,7 +282,7 @@ async fn a_timeout_fault_holds_its_answer_past_the_clients_patience() {
     let error = send(&impatient, &model).await.unwrap_err();
     assert!(error.is_timeout(), "{error}");
     // The next call is answered at once, while the held one may still be waiting.
-    assert_eq!(send(&impatient, &model).await.unwrap().status, 200);
+    assert_eq!(send(&client(), &model).await.unwrap().status, 200);
     let first = &server.journal()[0];
     assert_eq!((first.fault.as_deref(), first.status), (Some("timeout"), Some(200)));
     assert_eq!(first.request, " no assertion");
@@ -368,7 +368,11 @@ async fn the_admin_api_retires_runtimes_adds_faults_heals_and_resets() {
 
 /// Writes raw bytes to the server and reads what comes back until it closes or goes quiet.
 fn raw(server: &Server, bytes: &[u8]) -> String {
-    let addr: SocketAddr = server.base_url().trim_start_matches("http://").parse().unwrap();
+    raw_to(server.base_url().trim_start_matches("http://").parse().unwrap(), bytes)
+}
+
+/// Writes raw bytes to `addr` and reads what comes back until it closes or goes quiet.
+fn raw_to(addr: SocketAddr, bytes: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     // The server may close before reading everything it was sent; that is an answer too.
@@ -472,11 +476,12 @@ fn sim_serve_has_help_and_refuses_a_public_address_without_public() {
 }
 
 #[test]
-fn sim_serve_prints_its_url_first_and_serves() {
+fn sim_serve_prints_its_url_and_accounts_and_logs_requests_without_secrets() {
     let mut child = sim()
         .args(["serve", "--listen", "127.0.0.1:0", "--seed", "7"])
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -490,13 +495,29 @@ fn sim_serve_prints_its_url_first_and_serves() {
     let addr: SocketAddr = url.trim_start_matches("http://").parse().expect(&url);
     let (account, token) = sim::serve::seeded_account(7, "acct-1");
     assert_eq!(lines[3], format!("  {account} {token}"));
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .write_all(b"GET /admin/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
+    let minted = raw_to(
+        addr,
+        format!(
+            "GET /authenticate_app_v2 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+             authorization: Bearer {token}\r\nx-request-id: codex-agent-identity-AAAA\r\n\
+             x-original-method: POST\r\nx-original-url: {url}/v1/agent/register\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let biscuit = minted
+        .lines()
+        .find_map(|line| line.strip_prefix("x-openai-authorization: "))
+        .unwrap_or_else(|| panic!("no biscuit in {minted}"))
+        .to_owned();
+    let health =
+        raw_to(addr, b"GET /admin/health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     child.kill().unwrap();
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
     child.wait().unwrap();
-    assert!(answer.ends_with(r#"{"status":"ok","requests":0}"#), "{answer}");
+    assert!(health.ends_with(r#"{"status":"ok","requests":1}"#), "{health}");
+    assert!(log.contains("#1 GET /authenticate_app_v2 -> 200 biscuit minted"), "{log}");
+    for secret in [&token, &biscuit] {
+        assert!(!log.contains(secret.as_str()), "the log holds a secret: {log}");
+    }
 }

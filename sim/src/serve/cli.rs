@@ -94,10 +94,18 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         timeout_hold_ms: args.timeout_hold,
         clock: system_clock(),
     };
-    let rules = options.faults.len();
+    let lines = match options.faults.len() {
+        1 => "1 fault line".to_owned(),
+        n => format!("{n} fault lines"),
+    };
+    let faults = match (&args.faults, options.random_faults.kinds.is_empty()) {
+        (None, _) => "none".to_owned(),
+        (Some(_), true) => lines,
+        (Some(_), false) => format!("{lines} and random faults"),
+    };
     let server = Server::start(options)
         .map_err(|source| ServeError::Listen { listen: args.listen, source })?;
-    if let Err(e) = banner(&server, args, &accounts, rules) {
+    if let Err(e) = banner(&server, args, &accounts, &faults) {
         // Whoever read the banner has gone (`sim serve | head -1`): keep serving regardless.
         tracing::debug!("the banner was not printed whole: {e}");
     }
@@ -111,7 +119,7 @@ fn banner(
     server: &Server,
     args: &ServeArgs,
     accounts: &[(String, String)],
-    rules: usize,
+    faults: &str,
 ) -> std::io::Result<()> {
     let base = server.base_url();
     outln!("{base}")?;
@@ -123,8 +131,8 @@ fn banner(
     let ttl = args.identity_ttl.map_or("never".to_owned(), crate::duration::format_ms);
     outln!("identities expire: {ttl}")?;
     match &args.faults {
-        Some(path) => outln!("faults: {rules} fault lines from {}", path.display())?,
-        None => outln!("faults: none (add some with POST {base}/admin/faults)")?,
+        Some(path) => outln!("faults: {faults} from {}", path.display())?,
+        None => outln!("faults: {faults} (add some with POST {base}/admin/faults)")?,
     }
     outln!("admin API:")?;
     for (method, path, what) in ADMIN_ROUTES {

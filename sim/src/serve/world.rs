@@ -229,3 +229,27 @@ impl Guarded {
         self.world.is_poisoned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_under_the_lock_answers_500_until_a_reset() {
+        let options = ServeOptions::default();
+        let guarded = std::sync::Arc::new(Guarded::new(World::new(&options)));
+        let poisoner = guarded.clone();
+        let panicked = std::thread::spawn(move || {
+            let _world = poisoner.world.lock();
+            panic!("a bug in the model");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(guarded.is_poisoned());
+        assert!(guarded.lock().is_err());
+        assert_eq!(guarded.lock_anyway().requests(), 0);
+        guarded.replace(World::new(&options));
+        assert!(!guarded.is_poisoned());
+        assert!(guarded.lock().is_ok());
+    }
+}
