@@ -436,6 +436,39 @@ async fn bad_input_gets_error_answers_and_never_brings_the_server_down() {
 }
 
 #[test]
+fn shutdown_closes_the_port_without_waiting_for_held_answers() {
+    let server = start(&epoch_clock(), |o| {
+        o.faults = vec![FaultRule {
+            endpoint: Endpoint::Model,
+            calls: CallMatch::Every,
+            kind: FaultKind::Timeout,
+        }];
+    });
+    let addr: SocketAddr = server.base_url().trim_start_matches("http://").parse().unwrap();
+    let mut held = TcpStream::connect(addr).unwrap();
+    held.write_all(b"POST /v1/responses HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        .unwrap();
+    // The request is journaled once the model has answered it; then the answer is held 60 s.
+    let journaled = (0..10_000_000).any(|_| {
+        std::thread::yield_now();
+        !server.journal().is_empty()
+    });
+    assert!(journaled, "the server never saw the request");
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    server.shutdown();
+    assert!(started.elapsed() < Duration::from_secs(10), "shutdown waited for the held answer");
+    let mut rest = Vec::new();
+    held.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(
+        held.read_to_end(&mut rest).map(|_| rest.len()).unwrap_or(0),
+        0,
+        "nothing was answered"
+    );
+    assert!(TcpStream::connect(addr).is_err(), "the port is closed");
+}
+
+#[test]
 fn only_loopback_is_served_unless_public() {
     let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
     for loopback in ["127.0.0.1:8787", "[::1]:0", "[::ffff:127.0.0.1]:80", "127.0.0.2:1"] {

@@ -61,9 +61,11 @@ pub(super) async fn accept_loop(
             tracing::warn!("{MAX_CONNECTIONS} connections open already: closing a new one");
             continue;
         }
-        open.fetch_add(1, Ordering::SeqCst);
-        let (open, shared) = (open.clone(), shared.clone());
+        let counted = Counted::new(&open);
+        let shared = shared.clone();
         tokio::spawn(async move {
+            // Counted until this task ends, by a panic in the model too.
+            let _counted = counted;
             let service = hyper::service::service_fn(move |request| route(shared.clone(), request));
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -72,8 +74,23 @@ pub(super) async fn accept_loop(
             if let Err(e) = served {
                 tracing::debug!("connection ended: {e}");
             }
-            open.fetch_sub(1, Ordering::SeqCst);
         });
+    }
+}
+
+/// One open connection, counted while it lives.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(open: &Arc<AtomicUsize>) -> Counted {
+        open.fetch_add(1, Ordering::SeqCst);
+        Counted(open.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
