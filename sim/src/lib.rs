@@ -9,6 +9,7 @@
 //! - [`check`] and [`reference`](mod@reference): the invariants of spec section 5 and the reference resume rules.
 //! - [`report`]: a run's artifacts, expectations and snapshot text.
 //! - [`damage`]: the rollout rewrites of the `damage` step.
+//! - [`serve`]: the backend model served over real HTTP, in real time (`sim serve`).
 
 pub mod backend;
 pub mod bench;
@@ -29,6 +30,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod seed;
+pub mod serve;
 pub mod stdout;
 pub mod store;
 pub mod transport;

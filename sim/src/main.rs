@@ -25,7 +25,8 @@ Environment:
   AGENTSIM_SEED  the default of --seed (sim scenario, sim fuzz); a flag wins
   AGENTSIM_CASES the default of --cases (sim fuzz); a flag wins
   RUST_LOG       log filter for stderr; a bare level (RUST_LOG=debug) applies to this project's
-                 targets only (sim, agentsim_core); name others to see them (RUST_LOG=debug,hyper=info)
+                 targets only (sim, agentsim_core); name others to see them (RUST_LOG=debug,hyper=info);
+                 unset: errors only (sim serve: info, one line per request)
   NO_COLOR       set and non-empty: no colour in logs (there is none unless stderr is a terminal)";
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +104,18 @@ Examples:
         #[arg(long, default_value_os_t = default_scenarios_dir())]
         scenarios: PathBuf,
     },
+    /// Serve the backend model over HTTP on loopback, in real time, for any client; print its
+    /// base URL and accounts, and serve until interrupted.
+    #[command(after_long_help = "\
+The fault file holds a scenario's fault lines (see scenarios/FORMAT.md); the admin API under
+/admin/ expires or revokes identities, adds faults, reads the request journal and resets.
+
+Examples:
+  sim serve
+  sim serve --listen 127.0.0.1:9000 --seed 7 --identity-ttl 10m
+  sim serve --faults flaky.faults --timeout-hold 20s
+  sim serve --account acct-1=at-dev --account acct-2=at-other")]
+    Serve(sim::serve::ServeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,8 +170,9 @@ fn default_scenarios_dir() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    init_logs();
     let cli = Cli::parse();
+    // A server's request lines are what its user watches; a run's logs are opt-in.
+    init_logs(if matches!(cli.command, Cmd::Serve(_)) { "info" } else { "error" });
     let result = match cli.command {
         Cmd::Scenario(args) => run_scenario(&args),
         Cmd::List { scenarios } => list(&scenarios),
@@ -166,6 +180,7 @@ fn main() -> ExitCode {
         Cmd::Bench { scale, scenarios, only } => bench(&scenarios, scale, &only),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Diff { left, right, scenarios } => diff(&left, &right, &scenarios),
+        Cmd::Serve(args) => sim::serve::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -185,10 +200,10 @@ const OWN_TARGETS: [&str; 2] = ["sim", "agentsim_core"];
 /// [`log_directives`]), no wall-clock stamps (they differ run to run while the run itself does
 /// not; a log line from inside a run carries its virtual time), and colour only for a person
 /// at a terminal who has not set `NO_COLOR`.
-fn init_logs() {
+fn init_logs(unset: &str) {
     let rust_log = std::env::var("RUST_LOG").ok();
-    let filter =
-        tracing_subscriber::EnvFilter::builder().parse_lossy(log_directives(rust_log.as_deref()));
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse_lossy(log_directives(rust_log.as_deref(), unset));
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -201,9 +216,9 @@ fn init_logs() {
 /// `RUST_LOG` as filter directives: a directive that is a bare level (`debug`, `off`) stands for
 /// that level on each of [`OWN_TARGETS`] (`RUST_LOG=debug` is `sim=debug,agentsim_core=debug`);
 /// a directive naming a target (`hyper=trace`, `wiremock`) is kept as written, so the HTTP
-/// crates log only when asked for by name. Unset or empty is `error`.
-fn log_directives(rust_log: Option<&str>) -> String {
-    let spec = rust_log.map(str::trim).filter(|s| !s.is_empty()).unwrap_or("error");
+/// crates log only when asked for by name. Unset or empty is the level `unset`.
+fn log_directives(rust_log: Option<&str>, unset: &str) -> String {
+    let spec = rust_log.map(str::trim).filter(|s| !s.is_empty()).unwrap_or(unset);
     let mut directives = Vec::new();
     for directive in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         if directive.parse::<tracing_subscriber::filter::LevelFilter>().is_ok() {
@@ -474,12 +489,14 @@ mod tests {
     #[test]
     fn a_bare_level_in_rust_log_means_this_projects_targets_only() {
         let own = |level: &str| format!("sim={level},agentsim_core={level}");
-        assert_eq!(log_directives(None), own("error"));
-        assert_eq!(log_directives(Some(" ")), own("error"));
-        assert_eq!(log_directives(Some("debug")), own("debug"));
-        assert_eq!(log_directives(Some("OFF")), own("OFF"));
-        assert_eq!(log_directives(Some("trace,hyper=info")), own("trace") + ",hyper=info");
-        assert_eq!(log_directives(Some("agentsim_core=debug")), "agentsim_core=debug");
-        assert_eq!(log_directives(Some("wiremock, info")), "wiremock,".to_owned() + &own("info"));
+        let directives = |rust_log| log_directives(rust_log, "error");
+        assert_eq!(directives(None), own("error"));
+        assert_eq!(log_directives(None, "info"), own("info"));
+        assert_eq!(directives(Some(" ")), own("error"));
+        assert_eq!(directives(Some("debug")), own("debug"));
+        assert_eq!(directives(Some("OFF")), own("OFF"));
+        assert_eq!(directives(Some("trace,hyper=info")), own("trace") + ",hyper=info");
+        assert_eq!(directives(Some("agentsim_core=debug")), "agentsim_core=debug");
+        assert_eq!(directives(Some("wiremock, info")), "wiremock,".to_owned() + &own("info"));
     }
 }

@@ -26,7 +26,7 @@ mod lex;
 mod parse;
 mod print;
 
-pub use parse::step_names;
+pub use parse::{parse_faults, step_names, FaultFile};
 
 /// One parsed scenario file.
 #[derive(Clone, Debug, PartialEq, Eq)]

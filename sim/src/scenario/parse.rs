@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::lex::{lex, Problem, Token, TokenKind};
 use super::{Expect, Located, Scenario, ScenarioConfig, ScenarioError, Step};
-use crate::fault::FaultRule;
+use crate::fault::{FaultRule, RandomFaults};
 
 mod cursor;
 mod edges;
@@ -100,6 +100,46 @@ pub(super) fn parse(name: &str, path: &Path, text: &str) -> Result<Scenario, Sce
     parser.finish(name, path)
 }
 
+/// A standalone fault file (`sim serve --faults`, `POST /admin/faults`): a scenario's fault
+/// lines and its random-fault header lines, nothing else.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultFile {
+    /// The `fault` lines, in file order (the first matching rule wins).
+    pub rules: Vec<Located<FaultRule>>,
+    /// The random faults of `fault_rate:` and `fault_kinds:`, located at the `fault_kinds:` line;
+    /// `None` when the file has neither.
+    pub random: Option<Located<RandomFaults>>,
+}
+
+/// Parses a fault file: `fault` lines, `fault_rate:` and `fault_kinds:` (both or neither), blank
+/// lines and comments, each read exactly as in a scenario. Anything else (a step, an
+/// expectation, another header key) is an error at its line and column; `path` is only named in
+/// messages.
+pub fn parse_faults(path: &Path, text: &str) -> Result<FaultFile, ScenarioError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let at = |line: usize, column: usize, message: String| ScenarioError {
+        file: path.to_path_buf(),
+        line,
+        column,
+        message,
+    };
+    let mut parser = Parser::default();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        parser
+            .fault_file_line(number, line)
+            .map_err(|problem| at(number, problem.column, problem.message))?;
+    }
+    if let Some((line, column, message)) = parser.unpaired_random_faults() {
+        return Err(at(line, column, message));
+    }
+    let random = parser
+        .header_keys
+        .get("fault_kinds")
+        .map(|&(line, _)| Located { line, value: parser.config.random_faults.clone() });
+    Ok(FaultFile { rules: parser.faults, random })
+}
+
 /// What has been read so far.
 #[derive(Debug, Default)]
 struct Parser {
@@ -139,6 +179,56 @@ impl Parser {
         }
     }
 
+    /// One line of a fault file ([`parse_faults`]).
+    fn fault_file_line(&mut self, number: usize, line: &str) -> Result<(), Problem> {
+        const HOLDS: &str =
+            "a fault file holds only fault lines, \"fault_rate:\" and \"fault_kinds:\"";
+        if let Some(header) = header::header_line(line) {
+            if !matches!(header.key, "fault_rate" | "fault_kinds") {
+                return Err(Problem::new(
+                    header.column,
+                    format!("{HOLDS}: the header key {:?} belongs in a scenario", header.key),
+                ));
+            }
+            return self.header(number, &header);
+        }
+        let tokens = lex(line, 1)?;
+        match tokens.first() {
+            None => Ok(()),
+            Some(first) if first.is_word("fault") => self.fault(number, &tokens),
+            Some(first) => Err(Problem::new(
+                first.column,
+                format!(
+                    "expected a fault line ({}), found {}: {HOLDS}",
+                    fault::FAULT_USAGE,
+                    first.describe()
+                ),
+            )),
+        }
+    }
+
+    /// The error of a `fault_rate:` without `fault_kinds:` or the other way round, as (line,
+    /// column, message).
+    fn unpaired_random_faults(&self) -> Option<(usize, usize, String)> {
+        match (self.header_keys.get("fault_rate"), self.header_keys.get("fault_kinds")) {
+            (Some(&(line, column)), None) => Some((
+                line,
+                column,
+                "fault_rate needs a \"fault_kinds:\" line saying which faults to draw, \
+                 e.g. \"fault_kinds: timeout status=503\""
+                    .to_string(),
+            )),
+            (None, Some(&(line, column))) => Some((
+                line,
+                column,
+                "fault_kinds needs a \"fault_rate:\" line saying how often each endpoint \
+                 fails, e.g. \"fault_rate: model=100\""
+                    .to_string(),
+            )),
+            _ => None,
+        }
+    }
+
     /// A thread name that steps so far have introduced.
     fn existing_thread(&self, token: &Token) -> Result<String, Problem> {
         let name = thread_name(token)?;
@@ -175,6 +265,7 @@ impl Parser {
             column,
             message,
         };
+        let unpaired = self.unpaired_random_faults();
         let Some(description) = self.description else {
             let message = if self.steps.is_empty() {
                 "empty scenario: a scenario needs a \"description:\" line and at least one step"
@@ -192,26 +283,8 @@ impl Parser {
                 "the scenario has no steps: add at least one, e.g. \"start A\"".to_string(),
             ));
         }
-        match (self.header_keys.get("fault_rate"), self.header_keys.get("fault_kinds")) {
-            (Some(&(line, column)), None) => {
-                return Err(at(
-                    line,
-                    column,
-                    "fault_rate needs a \"fault_kinds:\" line saying which faults to draw, \
-                     e.g. \"fault_kinds: timeout status=503\""
-                        .to_string(),
-                ))
-            }
-            (None, Some(&(line, column))) => {
-                return Err(at(
-                    line,
-                    column,
-                    "fault_kinds needs a \"fault_rate:\" line saying how often each endpoint \
-                     fails, e.g. \"fault_rate: model=100\""
-                        .to_string(),
-                ))
-            }
-            _ => {}
+        if let Some((line, column, message)) = unpaired {
+            return Err(at(line, column, message));
         }
         for (line, column, thread) in &self.expect_threads {
             if !self.threads.contains(thread) {

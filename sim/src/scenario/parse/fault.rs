@@ -10,7 +10,7 @@ use crate::fault::{CallMatch, Endpoint, FaultKind, FaultRule};
 use crate::scenario::lex::{Problem, Token, TokenKind};
 use crate::scenario::Located;
 
-const FAULT_USAGE: &str = "fault <endpoint> <calls> <kind> [body=\"...\"]";
+pub(super) const FAULT_USAGE: &str = "fault <endpoint> <calls> <kind> [body=\"...\"]";
 
 impl Parser {
     pub(super) fn fault(&mut self, number: usize, tokens: &[Token]) -> Result<(), Problem> {

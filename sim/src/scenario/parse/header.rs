@@ -112,8 +112,8 @@ const HEADERS: &[Keyword<HeaderValue>] = &[
 /// A `key: value` line, split.
 #[derive(Debug)]
 pub(super) struct HeaderLine<'a> {
-    key: &'a str,
-    column: usize,
+    pub(super) key: &'a str,
+    pub(super) column: usize,
     value: &'a str,
     value_column: usize,
 }
