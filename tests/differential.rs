@@ -80,6 +80,11 @@ fn eligible(scenario: &Scenario) -> Result<(), String> {
     if config.latency_ms.1 >= agentsim_core::limits::REQUEST_TIMEOUT_MS {
         return Err("latencies past the timeout (a real backend answers at once)".into());
     }
+    if config.identity_ttl_ms.is_some() && config.latency_ms.0 >= 1_000 {
+        // Time spent in flight decides which identity has expired; over loopback a request
+        // takes a millisecond, not the scenario's seconds.
+        return Err("expiry decided by seconds-long latencies".into());
+    }
     if config.identity == InitialIdentity::Warm {
         return Err("a warm identity is registered out of band".into());
     }
@@ -145,19 +150,21 @@ fn simulated(scenario: &Scenario) -> Result<String, Failed> {
     for event in &report.tally.event_values {
         events.entry(event.thread.0.clone()).or_default().push(event_line(event, SIMULATED_BASE));
     }
-    let requests = report
+    let requests: Vec<String> = report
         .tally
         .request_records
         .iter()
-        .map(|r| request_line(&r.method, &r.path, &r.request, r.fault.as_deref(), r.status, &r.answer))
+        .map(|r| {
+            request_line(&r.method, &r.path, &r.request, r.fault.as_deref(), r.status, &r.answer)
+        })
         .collect();
-    Ok(text(&events, &requests, &report.rollouts))
+    Ok(comparable(&events, &requests, &report.rollouts))
 }
 
 /// The comparable text of one side: events per thread, requests, rollouts per thread.
-fn text(
+fn comparable(
     events: &BTreeMap<String, Vec<String>>,
-    requests: &Vec<String>,
+    requests: &[String],
     rollouts: &BTreeMap<String, Vec<u8>>,
 ) -> String {
     let mut out = String::new();
@@ -195,18 +202,22 @@ fn request_line(
 /// The real side: the runtime against `sim serve`, as comparable text.
 async fn real(scenario: &Scenario) -> Result<String, Failed> {
     let mut world = RealWorld::new(scenario)?;
-    world.begin(scenario).await.map_err(|e| format!("{}: the real run cannot begin: {e}", scenario.name))?;
+    world
+        .begin(scenario)
+        .await
+        .map_err(|e| format!("{}: the real run cannot begin: {e}", scenario.name))?;
     for step in &scenario.steps {
         world.step(scenario, &step.value).await.map_err(|e| {
             format!("{}:{}: the real run failed at {:?}: {e}", scenario.name, step.line, step.value)
         })?;
     }
+    world.collect();
     if let Some(process) = world.process.take() {
         process.shutdown().await;
     }
     let journal = world.server.journal();
     let base = world.server.base_url();
-    let requests = journal
+    let requests: Vec<String> = journal
         .iter()
         .map(|j: &JournalEntry| {
             request_line(&j.method, &j.path, &j.request, j.fault.as_deref(), j.status, &j.answer)
@@ -223,11 +234,10 @@ async fn real(scenario: &Scenario) -> Result<String, Failed> {
         rollouts.insert(thread, bytes);
     }
     let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let collected = world.collected.lock().map_err(|_| "events lock")?.clone();
-    for event in &collected {
+    for event in &world.events {
         events.entry(event.thread.0.clone()).or_default().push(event_line(event, &base));
     }
-    Ok(text(&events, &requests, &rollouts))
+    Ok(comparable(&events, &requests, &rollouts))
 }
 
 /// Everything the real side runs on: the server, the shared clock, the home directory and the
@@ -243,8 +253,10 @@ struct RealWorld {
     /// Each account's access token, registered with the server on first use.
     tokens: BTreeMap<String, String>,
     process: Option<Runtime>,
+    /// The running process's notices.
+    notices: Option<tokio::sync::mpsc::UnboundedReceiver<agentsim_runtime::Notice>>,
     /// Events of every process, in order.
-    collected: Arc<std::sync::Mutex<Vec<Event>>>,
+    events: Vec<Event>,
     next_turn: u32,
     admin: reqwest::Client,
 }
@@ -261,7 +273,7 @@ impl RealWorld {
             Timestamp::SIM_EPOCH.plus_ms(elapsed + jumps.load(Ordering::SeqCst))
         });
         let options = ServeOptions {
-            seed: scenario.seed(),
+            seed: scenario.config.seed.unwrap_or(sim::engine::DEFAULT_SEED),
             identity_ttl_ms: scenario.config.identity_ttl_ms,
             faults: scenario.faults.iter().map(|f| f.value.clone()).collect(),
             timeout_hold_ms: TIMEOUT_HOLD.as_millis() as u64,
@@ -286,7 +298,8 @@ impl RealWorld {
             auth: Auth::None,
             tokens: BTreeMap::new(),
             process: None,
-            collected: Arc::default(),
+            notices: None,
+            events: Vec::new(),
             next_turn: 1,
             admin: reqwest::Client::new(),
         })
@@ -300,7 +313,7 @@ impl RealWorld {
 
     async fn step(&mut self, scenario: &Scenario, step: &Step) -> Result<(), String> {
         match step {
-            Step::Start { thread } => self.live()?.start_thread(thread).await.map_err(text)?,
+            Step::Start { thread } => self.live()?.start_thread(thread).await.map_err(say)?,
             Step::Resume { thread, from } => {
                 let target = self.home.path().join("rollouts").join(format!("{thread}.jsonl"));
                 match from {
@@ -311,19 +324,19 @@ impl RealWorld {
                         copy(&source, &target)?;
                     }
                 }
-                self.live()?.resume_thread(thread).await.map_err(text)?;
+                self.live()?.resume_thread(thread).await.map_err(say)?;
             }
             Step::Fork { child, parent } => {
-                self.live()?.fork_thread(child, parent).await.map_err(text)?;
+                self.live()?.fork_thread(child, parent).await.map_err(say)?;
             }
             Step::Turn { thread, text: words, .. } => {
                 let turn = TurnId(self.next_turn);
                 self.next_turn += 1;
-                self.live()?.turn(thread, turn, words).await.map_err(text)?;
+                self.live()?.turn(thread, turn, words).await.map_err(say)?;
             }
-            Step::Compact { thread } => self.live()?.compact(thread).await.map_err(text)?,
+            Step::Compact { thread } => self.live()?.compact(thread).await.map_err(say)?,
             Step::Rollback { thread, turns } => {
-                self.live()?.rollback(thread, *turns).await.map_err(text)?;
+                self.live()?.rollback(thread, *turns).await.map_err(say)?;
             }
             Step::Advance { ms } => {
                 self.advanced.fetch_add(*ms, Ordering::SeqCst);
@@ -333,7 +346,7 @@ impl RealWorld {
                 let store = agentsim_runtime::auth_store::AuthStore::new(
                     &self.home.path().join("auth.json"),
                 );
-                if let Some(identity) = store.load().map_err(text)? {
+                if let Some(identity) = store.load().map_err(say)? {
                     let verb =
                         if matches!(step, Step::RevokeIdentity) { "revoke" } else { "expire" };
                     let body = serde_json::json!({ "agent_runtime_id": identity.agent_runtime_id });
@@ -342,10 +355,14 @@ impl RealWorld {
             }
             Step::Auth(spec) => {
                 self.auth = self.sign_in(spec).await?;
-                self.live()?.set_auth(self.auth.clone()).await.map_err(text)?;
+                // Without a process, the next one starts with it.
+                if let Some(process) = &self.process {
+                    process.set_auth(self.auth.clone()).await.map_err(say)?;
+                }
             }
             Step::Crash(_) => {
                 // Dropping the runtime kills it where it stands; what it acknowledged is on disk.
+                self.collect();
                 self.process = None;
             }
             Step::Restart(change) => self.restart(change).await?,
@@ -355,12 +372,24 @@ impl RealWorld {
         self.settle().await
     }
 
-    /// Waits until the process has nothing in flight, and collects the events so far.
+    /// Waits until the process has nothing in flight, and collects its events so far.
     async fn settle(&mut self) -> Result<(), String> {
         if let Some(process) = &self.process {
-            process.idle().await.map_err(text)?;
+            process.idle().await.map_err(say)?;
         }
+        self.collect();
         Ok(())
+    }
+
+    /// Takes the events the process emitted so far: the driver sends each notice before it
+    /// answers the call that caused it, so after a call returns they are all in the channel.
+    fn collect(&mut self) {
+        let Some(notices) = &mut self.notices else { return };
+        while let Ok(notice) = notices.try_recv() {
+            if let agentsim_runtime::Notice::Event(event) = notice {
+                self.events.push(event);
+            }
+        }
     }
 
     fn live(&self) -> Result<&Runtime, String> {
@@ -368,9 +397,8 @@ impl RealWorld {
     }
 
     async fn restart(&mut self, change: &ConfigChange) -> Result<(), String> {
-        if let Some(process) = self.process.take() {
-            drop(process);
-        }
+        self.collect();
+        self.process = None;
         if let Some(flag) = change.use_agent_identity {
             self.config.use_agent_identity = flag;
         }
@@ -385,16 +413,8 @@ impl RealWorld {
             timeout_cap: Some(TIMEOUT_CAP),
             ..Options::new(self.config.clone(), self.auth.clone(), self.home.path().to_owned())
         };
-        let process = Runtime::open(options).await.map_err(text)?;
-        let mut notices = process.subscribe().await.map_err(text)?;
-        let events = Arc::clone(&self.collected);
-        tokio::spawn(async move {
-            while let Some(notice) = notices.recv().await {
-                if let agentsim_runtime::Notice::Event(event) = notice {
-                    events.lock().expect("events lock").push(event);
-                }
-            }
-        });
+        let process = Runtime::open(options).await.map_err(say)?;
+        self.notices = Some(process.subscribe().await.map_err(say)?);
         self.process = Some(process);
         Ok(())
     }
@@ -408,7 +428,8 @@ impl RealWorld {
                     Some(token) => token.clone(),
                     None => {
                         let token = format!("at-differential-{account}");
-                        let body = serde_json::json!({ "account_id": account, "access_token": token });
+                        let body =
+                            serde_json::json!({ "account_id": account, "access_token": token });
                         self.admin_post("/admin/accounts", body.to_string()).await?;
                         self.tokens.insert(account.clone(), token.clone());
                         token
@@ -424,7 +445,7 @@ impl RealWorld {
 
     async fn admin_post(&self, path: &str, body: String) -> Result<(), String> {
         let url = format!("{}{path}", self.server.base_url());
-        let response = self.admin.post(&url).body(body).send().await.map_err(text)?;
+        let response = self.admin.post(&url).body(body).send().await.map_err(say)?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -439,6 +460,6 @@ fn copy(source: &Path, target: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot copy {} to {}: {e}", source.display(), target.display()))
 }
 
-fn text(error: impl std::fmt::Display) -> String {
+fn say(error: impl std::fmt::Display) -> String {
     error.to_string()
 }

@@ -35,7 +35,9 @@ const TOKEN: &str = "at-crash-test";
 fn main() -> ExitCode {
     if let Ok(args) = std::env::var(CHILD) {
         let args: Vec<String> = args.lines().map(str::to_owned).collect();
-        return agentsim_runtime::cli::main_with(std::iter::once("agentsim-runtime".to_owned()).chain(args));
+        return agentsim_runtime::cli::main_with(
+            std::iter::once("agentsim-runtime".to_owned()).chain(args),
+        );
     }
     let args = Arguments::from_args();
     let trials = vec![Trial::test("runtime_crash::kills_lose_nothing_acknowledged", kills)];
@@ -60,9 +62,16 @@ fn kills() -> Result<(), Failed> {
         let wanted = 1 + (rng % 12) as usize;
         let outcome = run_child(&server.base_url(), home.path(), kill > 0, wanted)?;
         if let Some(line) = expect_torn_line.take() {
-            let reported = outcome.skipped.iter().any(|s| s.starts_with(&format!("skipped line {line} (torn)")));
+            let reported = outcome
+                .skipped
+                .iter()
+                .any(|s| s.starts_with(&format!("skipped line {line} (torn)")));
             if !reported {
-                return Err(format!("kill {kill}: the torn line {line} was not reported: {:?}", outcome.skipped).into());
+                return Err(format!(
+                    "kill {kill}: the torn line {line} was not reported: {:?}",
+                    outcome.skipped
+                )
+                .into());
             }
         }
         let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -83,7 +92,8 @@ fn kills() -> Result<(), Failed> {
         } else if (kill + 1) % TEAR_EVERY == 0 {
             let last = lines.iter().rev().find(|l| !l.is_empty()).copied().unwrap_or(b"{}");
             let half = &last[..last.len() / 2];
-            let mut handle = std::fs::OpenOptions::new().append(true).open(&file).map_err(|e| e.to_string())?;
+            let mut handle =
+                std::fs::OpenOptions::new().append(true).open(&file).map_err(|e| e.to_string())?;
             handle.write_all(half).map_err(|e| e.to_string())?;
             expect_torn_line = Some(lines.len());
         }
@@ -150,16 +160,24 @@ fn run_child(base: &str, home: &Path, resume: bool, wanted: usize) -> Result<Chi
 
 /// Resuming twice equals resuming once: the same lines read, the same skipped, the same task.
 fn resume_twice(base: &str, home: &Path) -> Result<(), Failed> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let mut seen = Vec::new();
         for _ in 0..2 {
-            let config = agentsim_core::Config { base_url: base.to_owned(), ..agentsim_core::Config::default() };
+            let config = agentsim_core::Config {
+                base_url: base.to_owned(),
+                ..agentsim_core::Config::default()
+            };
             let auth = agentsim_core::Auth::ChatGpt {
                 binding: agentsim_core::Binding { account_id: "acct-1".into(), user_id: None },
                 access_token: TOKEN.to_owned(),
             };
-            let process = Runtime::open(Options::new(config, auth, home.to_owned())).await.map_err(|e| e.to_string())?;
+            let process = Runtime::open(Options::new(config, auth, home.to_owned()))
+                .await
+                .map_err(|e| e.to_string())?;
             let report = process.resume_thread(THREAD).await.map_err(|e| e.to_string())?;
             process.idle().await.map_err(|e| e.to_string())?;
             let task = process.cached_task(THREAD).await.map_err(|e| e.to_string())?;

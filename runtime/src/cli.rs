@@ -6,8 +6,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agentsim_core::{Auth, Binding, Config, EventKind, ExpiryPolicy, TurnId};
 use crate::{Notice, Options, Runtime};
+use agentsim_core::{Auth, Binding, Config, EventKind, ExpiryPolicy, TurnId};
 use anyhow::{bail, Context as _};
 use clap::{Parser, ValueEnum};
 use tokio::io::AsyncBufReadExt as _;
