@@ -28,9 +28,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentsim_core::{Auth, Binding, Config, Event, Timestamp, TurnId};
-use agentsim_runtime::{Options, Runtime};
+use agentsim_runtime::{Notice, Options, Runtime};
 use agentsim_tests::all_scenarios;
 use libtest_mimic::{Arguments, Failed, Trial};
+use sim::fault::Endpoint;
+use sim::report::EntryKind;
 use sim::scenario::{
     AuthSpec, ConfigChange, CrashPoint, InitialIdentity, Located, ResumeSource, Scenario, Step,
 };
@@ -158,18 +160,38 @@ fn simulated(scenario: &Scenario) -> Result<String, Failed> {
             request_line(&r.method, &r.path, &r.request, r.fault.as_deref(), r.status, &r.answer)
         })
         .collect();
-    Ok(comparable(&events, &requests, &report.rollouts))
+    let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for entry in &report.tally.entries {
+        let line = match entry.kind {
+            EntryKind::Request(endpoint) => send_line(endpoint),
+            EntryKind::Append => "append".to_owned(),
+            _ => continue,
+        };
+        order.entry(entry.who.clone()).or_default().push(line);
+    }
+    Ok(comparable(&events, &order, &requests, &report.rollouts))
 }
 
-/// The comparable text of one side: events per thread, requests, rollouts per thread.
+/// How the order section names a send.
+fn send_line(endpoint: Option<Endpoint>) -> String {
+    format!("send {}", endpoint.map_or("(no endpoint)", Endpoint::name))
+}
+
+/// The comparable text of one side: events per thread, each thread's sends and appends in
+/// order, the requests, and the rollouts.
 fn comparable(
     events: &BTreeMap<String, Vec<String>>,
+    order: &BTreeMap<String, Vec<String>>,
     requests: &[String],
     rollouts: &BTreeMap<String, Vec<u8>>,
 ) -> String {
     let mut out = String::new();
     for (thread, lines) in events {
         out.push_str(&format!("--- events {thread}\n"));
+        lines.iter().for_each(|l| out.push_str(&format!("{l}\n")));
+    }
+    for (who, lines) in order {
+        out.push_str(&format!("--- order {who}\n"));
         lines.iter().for_each(|l| out.push_str(&format!("{l}\n")));
     }
     out.push_str("--- requests\n");
@@ -237,7 +259,7 @@ async fn real(scenario: &Scenario) -> Result<String, Failed> {
     for event in &world.events {
         events.entry(event.thread.0.clone()).or_default().push(event_line(event, &base));
     }
-    Ok(comparable(&events, &requests, &rollouts))
+    Ok(comparable(&events, &world.order, &requests, &rollouts))
 }
 
 /// Everything the real side runs on: the server, the shared clock, the home directory and the
@@ -257,6 +279,10 @@ struct RealWorld {
     notices: Option<tokio::sync::mpsc::UnboundedReceiver<agentsim_runtime::Notice>>,
     /// Events of every process, in order.
     events: Vec<Event>,
+    /// Each thread's sends and appends, in the order the runtime carried them out.
+    order: BTreeMap<String, Vec<String>>,
+    /// Each rollout's bytes known durable, as the running process last acknowledged them.
+    synced: BTreeMap<String, u64>,
     next_turn: u32,
     admin: reqwest::Client,
 }
@@ -300,6 +326,8 @@ impl RealWorld {
             process: None,
             notices: None,
             events: Vec::new(),
+            order: BTreeMap::new(),
+            synced: BTreeMap::new(),
             next_turn: 1,
             admin: reqwest::Client::new(),
         })
@@ -360,11 +388,7 @@ impl RealWorld {
                     process.set_auth(self.auth.clone()).await.map_err(say)?;
                 }
             }
-            Step::Crash(_) => {
-                // Dropping the runtime kills it where it stands; what it acknowledged is on disk.
-                self.collect();
-                self.process = None;
-            }
+            Step::Crash(_) => self.crash()?,
             Step::Restart(change) => self.restart(change).await?,
             Step::Heal => self.admin_post("/admin/heal", String::new()).await?,
             other => return Err(format!("not expressible: {other:?}")),
@@ -386,10 +410,33 @@ impl RealWorld {
     fn collect(&mut self) {
         let Some(notices) = &mut self.notices else { return };
         while let Ok(notice) = notices.try_recv() {
-            if let agentsim_runtime::Notice::Event(event) = notice {
-                self.events.push(event);
+            match notice {
+                Notice::Event(event) => self.events.push(event),
+                Notice::Appended { thread, synced_bytes, .. } => {
+                    self.order.entry(thread.0.clone()).or_default().push("append".to_owned());
+                    self.synced.insert(thread.0, synced_bytes);
+                }
+                Notice::Sent { thread, path, .. } => {
+                    let who = thread.map_or("-".to_owned(), |t| t.0);
+                    self.order.entry(who).or_default().push(send_line(Endpoint::of_path(&path)));
+                }
             }
         }
+    }
+
+    /// The process dies, and with it the power: what it wrote but had not made durable is lost
+    /// (files are cut to the bytes last acknowledged as synced). A runtime that acknowledges
+    /// before `sync_data` loses acknowledged lines here.
+    fn crash(&mut self) -> Result<(), String> {
+        self.collect();
+        self.process = None;
+        self.notices = None;
+        for (thread, synced) in std::mem::take(&mut self.synced) {
+            let path = self.home.path().join("rollouts").join(format!("{thread}.jsonl"));
+            let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(say)?;
+            file.set_len(synced).map_err(say)?;
+        }
+        Ok(())
     }
 
     fn live(&self) -> Result<&Runtime, String> {
@@ -397,8 +444,8 @@ impl RealWorld {
     }
 
     async fn restart(&mut self, change: &ConfigChange) -> Result<(), String> {
-        self.collect();
-        self.process = None;
+        // As in the simulator, a restart kills the running process.
+        self.crash()?;
         if let Some(flag) = change.use_agent_identity {
             self.config.use_agent_identity = flag;
         }

@@ -2,15 +2,18 @@
 //! client (`agentsim_runtime::cli`, the code of the `agentsim-runtime` binary: this test binary
 //! re-executes itself in the child's role) against `sim serve`, and is killed with SIGKILL in the
 //! middle of its appends, [`KILLS`] times in a row, each run resuming the thread the last one left.
-//! After each kill:
-//! - every line the client acknowledged (printed `ack <thread> <n> <json>` once the line was
-//!   written, flushed and `sync_data`'d) is in the file, at its line number, byte for byte;
+//! After each kill, the power goes too: the file is cut to the bytes the client last acknowledged
+//! as durable (as a power loss would drop what was written but not synced). Then:
+//! - every line the client acknowledged (printed `ack <thread> <n> <synced bytes> <json>` once the
+//!   line was written, flushed and `sync_data`'d) is in the file, at its line number, byte for
+//!   byte;
 //! - the next resume reads the file; a torn last line is skipped and reported as torn.
 //!
 //! A SIGKILL lands between two `write` calls, and the client writes each line with one, so a kill
-//! alone does not tear a line on a healthy disk. To also check the torn-line path, every
-//! [`TEAR_EVERY`]th kill is followed by half a line appended to the file, as a write cut short by
-//! a power loss would leave it; the next resume must report it and append after it cleanly.
+//! alone does not tear a line on a healthy disk (and the cut above ends on a line). To also check
+//! the torn-line path, every [`TEAR_EVERY`]th kill is followed by half a line appended to the
+//! file, as a write cut short by a power loss would leave it; the next resume must report it and
+//! append after it cleanly.
 //! Last, the thread is resumed twice in this process: both resumes read the same and restore the
 //! same task.
 
@@ -53,7 +56,6 @@ fn kills() -> Result<(), Failed> {
     let home = tempfile::tempdir().map_err(|e| e.to_string())?;
     let file = home.path().join("rollouts").join(format!("{THREAD}.jsonl"));
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut torn_by_kill = 0;
     let mut expect_torn_line: Option<usize> = None;
     for kill in 0..KILLS {
         rng ^= rng << 13;
@@ -74,6 +76,19 @@ fn kills() -> Result<(), Failed> {
                 .into());
             }
         }
+        // The power goes with the process: what was not made durable is lost.
+        let handle =
+            std::fs::OpenOptions::new().write(true).open(&file).map_err(|e| e.to_string())?;
+        let length = handle.metadata().map_err(|e| e.to_string())?.len();
+        if outcome.synced > length {
+            return Err(format!(
+                "kill {kill}: {} bytes acknowledged as synced, the file has {length}",
+                outcome.synced
+            )
+            .into());
+        }
+        handle.set_len(outcome.synced).map_err(|e| e.to_string())?;
+        drop(handle);
         let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
         for (number, json) in &outcome.acked {
@@ -86,10 +101,7 @@ fn kills() -> Result<(), Failed> {
                 .into());
             }
         }
-        if bytes.last().is_some_and(|b| *b != b'\n') {
-            torn_by_kill += 1;
-            expect_torn_line = Some(lines.len());
-        } else if (kill + 1) % TEAR_EVERY == 0 {
+        if (kill + 1) % TEAR_EVERY == 0 {
             let last = lines.iter().rev().find(|l| !l.is_empty()).copied().unwrap_or(b"{}");
             let half = &last[..last.len() / 2];
             let mut handle =
@@ -98,13 +110,14 @@ fn kills() -> Result<(), Failed> {
             expect_torn_line = Some(lines.len());
         }
     }
-    eprintln!("{KILLS} kills; {torn_by_kill} left a torn line by themselves");
     resume_twice(&server.base_url(), home.path())
 }
 
 /// What one child run acknowledged and reported before it was killed.
 struct ChildRun {
     acked: Vec<(usize, String)>,
+    /// The bytes the last acknowledgement said were durable.
+    synced: u64,
     skipped: Vec<String>,
 }
 
@@ -134,12 +147,17 @@ fn run_child(base: &str, home: &Path, resume: bool, wanted: usize) -> Result<Chi
         .spawn()
         .map_err(|e| format!("cannot start the client: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut run = ChildRun { acked: Vec::new(), skipped: Vec::new() };
+    let mut run = ChildRun { acked: Vec::new(), synced: 0, skipped: Vec::new() };
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| e.to_string())?;
         if let Some(rest) = line.strip_prefix(&format!("ack {THREAD} ")) {
-            let (number, json) = rest.split_once(' ').ok_or("an ack without its line")?;
+            let mut words = rest.splitn(3, ' ');
+            let (number, synced, json) = match (words.next(), words.next(), words.next()) {
+                (Some(n), Some(s), Some(j)) => (n, s, j),
+                _ => return Err(format!("a bad ack: {line}").into()),
+            };
             let number: usize = number.parse().map_err(|_| format!("a bad ack: {line}"))?;
+            run.synced = synced.parse().map_err(|_| format!("a bad ack: {line}"))?;
             // A fork's copy is acknowledged with no text; this thread has none.
             run.acked.push((number, json.to_owned()));
             if run.acked.len() >= wanted {

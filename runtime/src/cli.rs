@@ -65,7 +65,7 @@ struct Cli {
     /// With --turns: the text of each turn.
     #[arg(long, default_value = "hello")]
     text: String,
-    /// Print `ack <thread> <line> <json>` once each rollout line is durable.
+    /// Print `ack <thread> <line> <synced bytes> <json>` once each rollout line is durable.
     #[arg(long)]
     print_acks: bool,
 }
@@ -187,10 +187,10 @@ fn print_notice(notice: &Notice, print_acks: bool) {
             let mark = if matches!(event.kind, EventKind::Error { .. }) { "!" } else { " " };
             say(&format!("{mark} {event}"));
         }
-        Notice::Appended { thread, line, text } if print_acks => {
-            say(&format!("ack {thread} {line} {text}"));
+        Notice::Appended { thread, line, synced_bytes, text } if print_acks => {
+            say(&format!("ack {thread} {line} {synced_bytes} {text}"));
         }
-        Notice::Appended { .. } => {}
+        Notice::Appended { .. } | Notice::Sent { .. } => {}
     }
 }
 

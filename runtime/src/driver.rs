@@ -311,11 +311,22 @@ impl Driver {
                 if let Some(cap) = self.timeout_cap {
                     timeout = timeout.min(cap);
                 }
-                if let Some(InFlight::Model(_, turn)) = self.machine.in_flight_request(id) {
-                    if let Some(waiter) = self.turns.get_mut(&turn) {
+                let what = self.machine.in_flight_request(id);
+                if let Some(InFlight::Model(_, turn)) = &what {
+                    if let Some(waiter) = self.turns.get_mut(turn) {
                         waiter.assertion = request.header("Authorization").map(str::to_owned);
                     }
                 }
+                let thread = match what {
+                    Some(
+                        InFlight::TaskBiscuit { thread, .. }
+                        | InFlight::TaskRegister { thread, .. }
+                        | InFlight::Model(thread, _),
+                    ) => Some(thread),
+                    Some(InFlight::IdentityBiscuit | InFlight::IdentityRegister) | None => None,
+                };
+                let (method, path) = (request.method.as_str(), request.path().to_owned());
+                self.notify(Notice::Sent { thread, method, path });
                 let client = self.client.clone();
                 let tx = self.tx.clone();
                 let task = tokio::spawn(async move {
@@ -327,12 +338,12 @@ impl Driver {
             Command::Append { thread, line } => {
                 let json = line.to_json();
                 match self.rollouts.append_line(&thread, &json) {
-                    Ok(line) => self.notify(Notice::Appended { thread, line, text: json }),
+                    Ok(durable) => self.notify(appended(thread, durable, json)),
                     Err(e) => self.break_down(format!("rollout append failed: {e}")),
                 }
             }
             Command::AppendCopy { thread, bytes } => match self.rollouts.append(&thread, &bytes) {
-                Ok(line) => self.notify(Notice::Appended { thread, line, text: String::new() }),
+                Ok(durable) => self.notify(appended(thread, durable, String::new())),
                 Err(e) => self.break_down(format!("rollout copy failed: {e}")),
             },
             Command::Emit(event) => self.emit(event),
@@ -453,6 +464,10 @@ impl Driver {
             );
         }
     }
+}
+
+fn appended(thread: ThreadId, durable: crate::rollout_file::Durable, text: String) -> Notice {
+    Notice::Appended { thread, line: durable.lines, synced_bytes: durable.synced_bytes, text }
 }
 
 fn report(scan: RolloutScan) -> ResumeReport {

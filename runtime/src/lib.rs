@@ -90,8 +90,12 @@ pub enum Notice {
     /// Core emitted a client-visible event.
     Event(Event),
     /// Lines were appended to a thread's rollout and are durable: `line` is the number of
-    /// complete lines the file now holds; `text` the line (empty for a fork's copy).
-    Appended { thread: ThreadId, line: u64, text: String },
+    /// complete lines the file now holds, `synced_bytes` how much of the file is known durable
+    /// (a power loss keeps at least that); `text` the line (empty for a fork's copy).
+    Appended { thread: ThreadId, line: u64, synced_bytes: u64, text: String },
+    /// A request left for the backend: for which thread (`None`: the process's identity), with
+    /// which method and path.
+    Sent { thread: Option<ThreadId>, method: &'static str, path: String },
 }
 
 /// What a turn produced.

@@ -92,6 +92,19 @@ struct OpenRollout {
     lines: u64,
     /// Whether the file ends in the middle of a line.
     mid_line: bool,
+    /// Bytes in the file.
+    len: u64,
+    /// Bytes known durable: the length at the last `sync_data` that returned.
+    synced: u64,
+}
+
+/// What an append made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Durable {
+    /// Complete lines the file holds (the number of the line just appended).
+    pub lines: u64,
+    /// Bytes of the file known durable (a power loss keeps at least these).
+    pub synced_bytes: u64,
 }
 
 /// The rollout files of one process, in one directory.
@@ -139,13 +152,16 @@ impl RolloutFiles {
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         let lines = existing.iter().filter(|b| **b == b'\n').count() as u64;
         let mid_line = existing.last().is_some_and(|b| *b != b'\n');
-        self.open.insert(thread.clone(), OpenRollout { file, lines, mid_line });
+        let len = existing.len() as u64;
+        let rollout = OpenRollout { file, lines, mid_line, len, synced: len };
+        self.open.insert(thread.clone(), rollout);
         Ok(())
     }
 
-    /// Appends one JSON line and returns its 1-based line number once it is durable (written,
-    /// flushed, `sync_data`). After a torn tail, the torn line is ended first.
-    pub fn append_line(&mut self, thread: &ThreadId, json: &str) -> io::Result<u64> {
+    /// Appends one JSON line and returns once it is durable (written, flushed, `sync_data`):
+    /// its 1-based line number is [`Durable::lines`]. After a torn tail, the torn line is ended
+    /// first.
+    pub fn append_line(&mut self, thread: &ThreadId, json: &str) -> io::Result<Durable> {
         let mut bytes = Vec::with_capacity(json.len() + 2);
         let rollout = self.rollout(thread)?;
         if rollout.mid_line {
@@ -156,20 +172,21 @@ impl RolloutFiles {
         self.append(thread, &bytes)
     }
 
-    /// Appends bytes as they are (a fork's copy of its parent's items) and returns the number of
-    /// complete lines the file then holds, once they are durable.
-    pub fn append(&mut self, thread: &ThreadId, bytes: &[u8]) -> io::Result<u64> {
+    /// Appends bytes as they are (a fork's copy of its parent's items) and returns once they are
+    /// durable.
+    pub fn append(&mut self, thread: &ThreadId, bytes: &[u8]) -> io::Result<Durable> {
         let path = self.path(thread);
         let rollout = self.rollout(thread)?;
         let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
         rollout.file.write_all(bytes).map_err(context)?;
-        rollout.file.flush().map_err(context)?;
-        rollout.file.sync_data().map_err(context)?;
+        rollout.len += bytes.len() as u64;
         rollout.lines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
         if let Some(last) = bytes.last() {
             rollout.mid_line = *last != b'\n';
         }
-        Ok(rollout.lines)
+        rollout.file.flush().map_err(context)?;
+        sync(rollout).map_err(context)?;
+        Ok(Durable { lines: rollout.lines, synced_bytes: rollout.synced })
     }
 
     /// Closes every file (a process that ends).
@@ -177,9 +194,21 @@ impl RolloutFiles {
         self.open.clear();
     }
 
+    /// Bytes of a thread's file known durable, if it is open.
+    pub fn synced_bytes(&self, thread: &ThreadId) -> Option<u64> {
+        self.open.get(thread).map(|r| r.synced)
+    }
+
     fn rollout(&mut self, thread: &ThreadId) -> io::Result<&mut OpenRollout> {
         self.open.get_mut(thread).ok_or_else(|| {
             io::Error::other(format!("{thread}'s rollout is not open in this process"))
         })
     }
+}
+
+/// Makes what was written durable, and records how much that is.
+fn sync(rollout: &mut OpenRollout) -> io::Result<()> {
+    rollout.file.sync_data()?;
+    rollout.synced = rollout.len;
+    Ok(())
 }

@@ -23,9 +23,11 @@ fn appends_count_lines_and_a_torn_tail_is_ended_before_the_next_line() {
     std::fs::write(files.path(&thread), b"{\"a\":1}\n{\"torn").expect("write");
     let existing = files.read(&thread).expect("read").expect("exists");
     files.open(&thread, &existing).expect("open");
-    assert_eq!(files.append_line(&thread, "{\"b\":2}").expect("append"), 3);
-    assert_eq!(files.append(&thread, b"{\"c\":3}\n{\"d\":4}\n").expect("copy"), 5);
+    assert_eq!(files.append_line(&thread, "{\"b\":2}").expect("append").lines, 3);
+    let durable = files.append(&thread, b"{\"c\":3}\n{\"d\":4}\n").expect("copy");
+    assert_eq!(durable.lines, 5);
     let bytes = std::fs::read(files.path(&thread)).expect("read back");
+    assert_eq!(durable.synced_bytes, bytes.len() as u64, "everything appended is synced");
     assert_eq!(bytes, b"{\"a\":1}\n{\"torn\n{\"b\":2}\n{\"c\":3}\n{\"d\":4}\n");
 }
 
