@@ -111,6 +111,10 @@ fn start(cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "agentsim_core=info,agentsim_runtime=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .try_init();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(run(cli))
