@@ -194,11 +194,6 @@ impl RolloutFiles {
         self.open.clear();
     }
 
-    /// Bytes of a thread's file known durable, if it is open.
-    pub fn synced_bytes(&self, thread: &ThreadId) -> Option<u64> {
-        self.open.get(thread).map(|r| r.synced)
-    }
-
     fn rollout(&mut self, thread: &ThreadId) -> io::Result<&mut OpenRollout> {
         self.open.get_mut(thread).ok_or_else(|| {
             io::Error::other(format!("{thread}'s rollout is not open in this process"))
