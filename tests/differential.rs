@@ -73,12 +73,6 @@ fn main() -> ExitCode {
 /// Whether the runtime can express the scenario, or why not.
 fn eligible(scenario: &Scenario) -> Result<(), String> {
     let config = &scenario.config;
-    if !config.random_faults.rate_per_mille.is_empty() {
-        // The draws would match only if both sides sent in the same order, which a settled
-        // run does; but random faults are drawn from the request order of the whole run, so
-        // one reordered pair shifts every later one. Left to the simulator.
-        return Err("random faults".into());
-    }
     if config.latency_ms.1 >= agentsim_core::limits::REQUEST_TIMEOUT_MS {
         return Err("latencies past the timeout (a real backend answers at once)".into());
     }
@@ -87,13 +81,9 @@ fn eligible(scenario: &Scenario) -> Result<(), String> {
         // takes a millisecond, not the scenario's seconds.
         return Err("expiry decided by seconds-long latencies".into());
     }
-    if config.identity == InitialIdentity::Warm {
-        return Err("a warm identity is registered out of band".into());
-    }
     for Located { value: step, .. } in &scenario.steps {
         let why = match step {
             Step::Turn { wait: false, .. } => "`submit` interleaves turns",
-            Step::RotateIdentity => "`rotate_identity` registers out of band",
             Step::AdvanceToExpiry { .. } => "`advance to_expiry` needs a millisecond-exact clock",
             Step::Crash(CrashPoint::OnAppend(_) | CrashPoint::OnResponse(_)) => {
                 "an armed crash point"
@@ -284,6 +274,8 @@ struct RealWorld {
     /// Each rollout's bytes known durable, as the running process last acknowledged them.
     synced: BTreeMap<String, u64>,
     next_turn: u32,
+    /// Identities registered out of band so far (each key's seed).
+    identities: u8,
     admin: reqwest::Client,
 }
 
@@ -302,6 +294,9 @@ impl RealWorld {
             seed: scenario.config.seed.unwrap_or(sim::engine::DEFAULT_SEED),
             identity_ttl_ms: scenario.config.identity_ttl_ms,
             faults: scenario.faults.iter().map(|f| f.value.clone()).collect(),
+            // `sim serve` draws random faults from the simulator's stream of the same seed, in
+            // request order: a settled run sends in the same order on both sides.
+            random_faults: scenario.config.random_faults.clone(),
             timeout_hold_ms: TIMEOUT_HOLD.as_millis() as u64,
             clock: Arc::clone(&clock),
             ..ServeOptions::default()
@@ -329,14 +324,51 @@ impl RealWorld {
             order: BTreeMap::new(),
             synced: BTreeMap::new(),
             next_turn: 1,
+            identities: 0,
             admin: reqwest::Client::new(),
         })
     }
 
-    /// Signs in as the header says and starts the first process.
+    /// Signs in as the header says, registers a warm identity if it says so, and starts the
+    /// first process.
     async fn begin(&mut self, scenario: &Scenario) -> Result<(), String> {
         self.auth = self.sign_in(&scenario.config.auth).await?;
+        if scenario.config.identity == InitialIdentity::Warm {
+            self.register_out_of_band().await?;
+        }
         self.restart(&ConfigChange::default()).await
+    }
+
+    /// Another process registers an identity for the signed-in workspace (through the admin
+    /// API) and writes it to the auth store. False when no workspace is signed in.
+    async fn register_out_of_band(&mut self) -> Result<bool, String> {
+        let Some(binding) = self.auth.binding().cloned() else { return Ok(false) };
+        self.identities += 1;
+        let key = agentsim_core::wire::IdentityKey::from_seed([self.identities; 32]);
+        let body = serde_json::json!({
+            "account_id": binding.account_id,
+            "agent_public_key": key.ssh_public_key(),
+        });
+        let answer = self.admin_post("/admin/identities", body.to_string()).await?;
+        let response: agentsim_core::wire::IdentityRegistrationResponse =
+            serde_json::from_str(&answer).map_err(say)?;
+        let expires_at = match &response.expires_at {
+            Some(text) => Some(Timestamp::parse_rfc3339(text).map_err(say)?),
+            None => None,
+        };
+        let stored = agentsim_core::StoredIdentity {
+            binding,
+            agent_runtime_id: response.agent_runtime_id,
+            private_key: key.to_pkcs8_base64(),
+            registered_at: (self.clock)(),
+            expires_at,
+        };
+        self.auth_store().save(Some(&stored)).map_err(say)?;
+        Ok(true)
+    }
+
+    fn auth_store(&self) -> agentsim_runtime::auth_store::AuthStore {
+        agentsim_runtime::auth_store::AuthStore::new(&self.home.path().join("auth.json"))
     }
 
     async fn step(&mut self, scenario: &Scenario, step: &Step) -> Result<(), String> {
@@ -370,11 +402,16 @@ impl RealWorld {
                 self.advanced.fetch_add(*ms, Ordering::SeqCst);
             }
             Step::Settle => {}
+            Step::RotateIdentity => {
+                if self.register_out_of_band().await? {
+                    // Without a process, the next one reads the auth store as it starts.
+                    if let Some(process) = &self.process {
+                        process.reload_auth_store().await.map_err(say)?;
+                    }
+                }
+            }
             Step::ExpireIdentity | Step::RevokeIdentity => {
-                let store = agentsim_runtime::auth_store::AuthStore::new(
-                    &self.home.path().join("auth.json"),
-                );
-                if let Some(identity) = store.load().map_err(say)? {
+                if let Some(identity) = self.auth_store().load().map_err(say)? {
                     let verb =
                         if matches!(step, Step::RevokeIdentity) { "revoke" } else { "expire" };
                     let body = serde_json::json!({ "agent_runtime_id": identity.agent_runtime_id });
@@ -390,7 +427,9 @@ impl RealWorld {
             }
             Step::Crash(_) => self.crash()?,
             Step::Restart(change) => self.restart(change).await?,
-            Step::Heal => self.admin_post("/admin/heal", String::new()).await?,
+            Step::Heal => {
+                self.admin_post("/admin/heal", String::new()).await?;
+            }
             other => return Err(format!("not expressible: {other:?}")),
         }
         self.settle().await
@@ -490,13 +529,16 @@ impl RealWorld {
         })
     }
 
-    async fn admin_post(&self, path: &str, body: String) -> Result<(), String> {
+    /// Posts to the admin API and returns the answer's body.
+    async fn admin_post(&self, path: &str, body: String) -> Result<String, String> {
         let url = format!("{}{path}", self.server.base_url());
         let response = self.admin.post(&url).body(body).send().await.map_err(say)?;
-        if response.status().is_success() {
-            Ok(())
+        let status = response.status();
+        let text = response.text().await.map_err(say)?;
+        if status.is_success() {
+            Ok(text)
         } else {
-            Err(format!("{path}: {}", response.status()))
+            Err(format!("{path}: {status} {text}"))
         }
     }
 }

@@ -554,3 +554,25 @@ fn sim_serve_prints_its_url_and_accounts_and_logs_requests_without_secrets() {
         assert!(!log.contains(secret.as_str()), "the log holds a secret: {log}");
     }
 }
+
+#[tokio::test]
+async fn an_identity_registered_out_of_band_is_the_latest_and_expires_with_the_ttl() {
+    let server = start(&epoch_clock(), |o| o.identity_ttl_ms = Some(60_000));
+    let client = client();
+    let bad = r#"{"account_id":"acct-1","agent_public_key":"ssh-rsa AAAA"}"#;
+    assert_eq!(call(&client, &server, "POST", "/admin/identities", bad).await.0, 400);
+    assert_eq!(call(&client, &server, "POST", "/admin/identities", "{}").await.0, 400);
+    let key = agentsim_core::wire::IdentityKey::from_seed([7; 32]);
+    let body =
+        serde_json::json!({ "account_id": "acct-1", "agent_public_key": key.ssh_public_key() });
+    let (status, answer) =
+        call(&client, &server, "POST", "/admin/identities", &body.to_string()).await;
+    assert_eq!(status, 200, "{answer}");
+    let registered: agentsim_core::wire::IdentityRegistrationResponse =
+        serde_json::from_str(&answer).expect("a registration answer");
+    assert_eq!(registered.expires_at.as_deref(), Some("2026-04-18T14:01:00Z"));
+    // It is the latest runtime: a bodiless expire names it.
+    let (status, expired) = call(&client, &server, "POST", "/admin/expire", "").await;
+    assert_eq!((status, expired.contains(&registered.agent_runtime_id)), (200, true), "{expired}");
+    assert!(server.journal().is_empty(), "the admin API is not journaled as protocol requests");
+}

@@ -15,7 +15,7 @@ use super::world::{Retire, World};
 use super::Shared;
 
 /// The admin API: (method, path, what it does), as the banner of `sim serve` lists it.
-pub const ADMIN_ROUTES: [(&str, &str, &str); 8] = [
+pub const ADMIN_ROUTES: [(&str, &str, &str); 9] = [
     ("GET", "/admin/health", "{\"status\":\"ok\",\"requests\":N}"),
     ("GET", "/admin/journal", "the request journal as JSON lines; ?since=N for the newer ones"),
     ("POST", "/admin/expire", "{\"agent_runtime_id\":\"...\"} or no body: the latest runtime"),
@@ -23,6 +23,11 @@ pub const ADMIN_ROUTES: [(&str, &str, &str); 8] = [
     ("POST", "/admin/faults", "fault lines as in a scenario, counted from the next call"),
     ("POST", "/admin/heal", "no more faults (until more are added)"),
     ("POST", "/admin/accounts", "{\"account_id\":\"...\",\"access_token\":\"...\"}"),
+    (
+        "POST",
+        "/admin/identities",
+        "{\"account_id\":\"...\",\"agent_public_key\":\"ssh-ed25519 ...\"}: registered out of band",
+    ),
     ("POST", "/admin/reset", "a fresh backend as started; the journal emptied"),
 ];
 
@@ -59,6 +64,7 @@ fn route(shared: &Shared, method: &str, path: &str, query: &str, body: &[u8]) ->
             json(200, &json!({ "healed": true }))
         }),
         ("POST", "/admin/accounts") => accounts(shared, body),
+        ("POST", "/admin/identities") => identities(shared, body),
         _ if ADMIN_ROUTES.iter().any(|(_, known, _)| *known == path) => {
             to_hyper(error(405, "method_not_allowed"))
         }
@@ -172,6 +178,30 @@ fn accounts(shared: &Shared, body: &[u8]) -> Response<Body> {
     with_world(shared, |world| {
         world.add_account(&account.account_id, &account.access_token);
         json(200, &json!({ "account_id": account.account_id }))
+    })
+}
+
+/// The body of `POST /admin/identities`.
+#[derive(Deserialize)]
+struct NewIdentity {
+    account_id: String,
+    agent_public_key: String,
+}
+
+/// An identity registered out of band (another process of the user's registered it): the
+/// answer is the registration's, `{"agent_runtime_id", "expires_at"?}`.
+fn identities(shared: &Shared, body: &[u8]) -> Response<Body> {
+    let Ok(identity) = serde_json::from_slice::<NewIdentity>(body) else {
+        return bad_request(
+            "expected {\"account_id\":\"...\",\"agent_public_key\":\"ssh-ed25519 ...\"}",
+        );
+    };
+    let now = (shared.options.clock)();
+    with_world(shared, |world| {
+        match world.register_out_of_band(now, &identity.account_id, &identity.agent_public_key) {
+            Some(response) => json(200, &json!(response)),
+            None => error(400, "invalid_public_key"),
+        }
     })
 }
 

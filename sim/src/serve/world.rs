@@ -137,6 +137,22 @@ impl World {
         Some(runtime)
     }
 
+    /// Registers an identity without a protocol request ("another process registered it"), as a
+    /// simulated run's warm start or rotation does; it becomes the latest runtime. `None` when the
+    /// key is not an `ssh-ed25519` key (the model would panic on it).
+    pub(super) fn register_out_of_band(
+        &mut self,
+        now: Timestamp,
+        account_id: &str,
+        ssh_public_key: &str,
+    ) -> Option<agentsim_core::wire::IdentityRegistrationResponse> {
+        agentsim_core::wire::parse_ssh_public_key(ssh_public_key).ok()?;
+        self.backend.set_now(now);
+        let response = self.backend.register_identity_out_of_band(account_id, ssh_public_key);
+        self.latest_runtime = Some(response.agent_runtime_id.clone());
+        Some(response)
+    }
+
     /// Adds fault lines to the live plan.
     pub(super) fn add_faults(&mut self, file: FaultFile) {
         let rules = file.rules.into_iter().map(|rule| rule.value).collect();
