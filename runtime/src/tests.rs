@@ -86,3 +86,54 @@ fn a_damaged_auth_store_is_an_error_that_shows_none_of_its_contents() {
     let error = store.load().expect_err("wrong types");
     assert!(!error.to_string().contains(secret), "{error}");
 }
+
+fn unreachable_options(home: &std::path::Path) -> crate::Options {
+    let config = agentsim_core::Config {
+        use_agent_identity: false,
+        // Port 1 on loopback: nothing listens, every request fails to connect at once.
+        base_url: "http://127.0.0.1:1".into(),
+        ..agentsim_core::Config::default()
+    };
+    crate::Options::new(config, agentsim_core::Auth::None, home.to_owned())
+}
+
+#[tokio::test]
+async fn a_turn_against_an_unreachable_backend_ends_with_its_error_and_the_runtime_goes_on() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let runtime = crate::Runtime::open(unreachable_options(home.path())).await.expect("opens");
+    runtime.start_thread("A").await.expect("starts");
+    let outcome = runtime.turn("A", agentsim_core::TurnId(1), "hi").await.expect("a turn");
+    let names: Vec<&str> = outcome.events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(names, ["task_started", "user_message", "error", "turn_complete"]);
+    assert!(outcome.failed());
+    assert_eq!(outcome.assertion, None, "flag off: no assertion");
+    let again = runtime.turn("A", agentsim_core::TurnId(2), "again").await.expect("a turn");
+    assert_eq!(again.events.len(), 4);
+    runtime.idle().await.expect("idle");
+    runtime.shutdown().await;
+    let rollout = std::fs::read_to_string(home.path().join("rollouts/A.jsonl")).expect("rollout");
+    assert!(rollout.lines().count() >= 5, "{rollout}");
+}
+
+#[tokio::test]
+async fn verbs_that_do_not_fit_the_state_are_usage_errors() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let runtime = crate::Runtime::open(unreachable_options(home.path())).await.expect("opens");
+    let usage =
+        |r: Result<(), crate::RuntimeError>| matches!(r, Err(crate::RuntimeError::Usage(_)));
+    assert!(usage(runtime.start_thread("../escape").await), "a name that is no file name");
+    assert!(usage(runtime.compact("nobody").await), "a thread that is not running");
+    assert!(matches!(runtime.resume_thread("nobody").await, Err(crate::RuntimeError::Usage(_))));
+    runtime.start_thread("A").await.expect("starts");
+    assert!(usage(runtime.start_thread("A").await), "started twice");
+    assert!(matches!(runtime.fork_thread("A", "B").await, Err(crate::RuntimeError::Usage(_))));
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_home_that_cannot_hold_rollouts_is_a_storage_error() {
+    let home = tempfile::tempdir().expect("temp dir");
+    std::fs::write(home.path().join("rollouts"), b"not a directory").expect("write");
+    let error = crate::Runtime::open(unreachable_options(home.path())).await.expect_err("refused");
+    assert!(matches!(error, crate::RuntimeError::Storage(_)), "{error}");
+}
