@@ -9,9 +9,16 @@
 //! A real process cannot hold two requests in flight in a chosen order, so both sides play the
 //! scenario *settled*: a `settle` after every step (the real side waits until no request is in
 //! flight). The two are then compared as `sim diff` compares runs, once ids, keys and timestamps
-//! are renamed or masked: each thread's rollout, each thread's events, and the request sequence
-//! (method, path, assertion, fault, status and answer). A divergence names the scenario and the
-//! first differing line.
+//! are renamed or masked: each thread's events, each thread's sends and appends in the order they
+//! were carried out, the request sequence (method, path, assertion, fault, status and answer) and
+//! each thread's rollout. A divergence names the scenario and the first differing line.
+//!
+//! World changes: expiry, revocation, heal and sign-ins go through the admin API of `sim serve`;
+//! a warm identity or a rotation is registered out of band (`POST /admin/identities`) and written
+//! to the auth store; random faults match because the server draws them from the simulator's
+//! stream of the seed, in the same request order. A crash (or a restart, which kills the running
+//! process) is a power loss too: each rollout is cut to the bytes the runtime last acknowledged as
+//! synced, so a runtime that acknowledges before `sync_data` loses lines here.
 //!
 //! Time: the real side's clock, shared by the client and the server, is the real clock (elapsed
 //! since the run began, from the simulator's epoch) plus every `advance` of the scenario, applied
@@ -60,8 +67,8 @@ fn main() -> ExitCode {
     }
     let count = trials.len();
     trials.push(Trial::test("differential::most_scenarios_are_eligible", move || {
-        // The test must not quietly check nothing: most scenarios are expressible.
-        if count >= 30 {
+        // The test must not quietly check nothing: 50 of 60 scenarios are expressible today.
+        if count >= 45 {
             Ok(())
         } else {
             Err(format!("only {count} eligible scenarios; skipped:\n{}", skipped.join("\n")).into())
