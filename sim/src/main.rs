@@ -62,6 +62,17 @@ Examples:
   sim fuzz --cases 100000 --partition 3/8 --out fuzz-failures
   sim fuzz --case-seed 3591268276242984041")]
     Fuzz(sim::fuzz::FuzzArgs),
+    /// Compare policy sets over a population of realistic sessions (same seeds), optionally over
+    /// a sweep of one workload parameter: a table, JSON or Markdown, and SVG charts (exit 1 when
+    /// a session hits an invariant violation).
+    #[command(after_long_help = "\
+Examples:
+  cargo run --release -p sim -- compare --sweep identity_ttl=1m,10m,1h,1d --plot out/charts
+  sim compare --policies expiry=reacquire expiry=as_shipped --sessions 200
+  sim compare --sweep restarts_per_day=1,4,16 --set identity_ttl=10m --format markdown
+  sim compare --workload my-workload.txt --format json
+  sim compare --params")]
+    Compare(sim::compare::CompareArgs),
     /// List the scenarios with their descriptions.
     #[command(after_long_help = "\
 Examples:
@@ -163,6 +174,7 @@ fn main() -> ExitCode {
         Cmd::Scenario(args) => run_scenario(&args),
         Cmd::List { scenarios } => list(&scenarios),
         Cmd::Fuzz(args) => fuzz(&args),
+        Cmd::Compare(args) => sim::compare::command(&args),
         Cmd::Bench { scale, scenarios, only } => bench(&scenarios, scale, &only),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Diff { left, right, scenarios } => diff(&left, &right, &scenarios),
