@@ -70,7 +70,6 @@ Examples:
   cargo run --release -p sim -- compare --sweep identity_ttl=1m,10m,1h,1d --plot out/charts
   sim compare --policies expiry=reacquire expiry=as_shipped --sessions 200
   sim compare --sweep restarts_per_day=1,4,16 --set identity_ttl=10m --format markdown
-  sim compare --workload my-workload.txt --format json
   sim compare --params")]
     Compare(sim::compare::CompareArgs),
     /// List the scenarios with their descriptions.

@@ -20,6 +20,8 @@ pub struct SessionMetrics {
     pub turns: u64,
     /// Turns that ended with an agent `Error` (see [`is_agent_error`]).
     pub agent_error_turns: u64,
+    /// Turns whose model request the backend refused with 401 (part of `agent_error_turns`).
+    pub refused_turns: u64,
     /// Turns whose model request carried no task.
     pub turns_without_task: u64,
     /// Identity registration requests sent.
@@ -34,9 +36,10 @@ pub struct SessionMetrics {
     pub tasks_lost_on_resume: u64,
     /// Resumes whose rollout's last `session_state` held a stale task, which resume dropped.
     pub stale_tasks_carried: u64,
-    /// Per first turn after a start or a fork: virtual ms from submission to the model request.
+    /// Per first turn after a start or a fork that made a model request: virtual ms from its
+    /// submission to that request.
     pub first_turn_after_start_ms: Vec<u64>,
-    /// Per first turn after a resume: virtual ms from submission to the model request.
+    /// The same, per first turn after a resume.
     pub first_turn_after_resume_ms: Vec<u64>,
 }
 
@@ -45,14 +48,22 @@ pub struct SessionMetrics {
 /// identity expired, revoked or unknown). Faults of the model endpoint itself (timeouts, 5xx)
 /// are not the lifecycle's and are left out.
 pub fn is_agent_error(kind: &EventKind) -> bool {
+    let ensure_failed =
+        matches!(kind, EventKind::Error { turn: Some(_), failure: Failure::TaskRegistration, .. });
+    ensure_failed || is_refusal(kind)
+}
+
+/// Whether an event is a turn's model request refused with 401: the backend no longer accepts
+/// the task the turn asserted (a restored or cached task of an identity that expired, was
+/// revoked, or that it does not know).
+pub fn is_refusal(kind: &EventKind) -> bool {
     matches!(
         kind,
-        EventKind::Error { turn: Some(_), failure: Failure::TaskRegistration, .. }
-            | EventKind::Error {
-                turn: Some(_),
-                failure: Failure::ModelRequest { status: Some(401) },
-                ..
-            }
+        EventKind::Error {
+            turn: Some(_),
+            failure: Failure::ModelRequest { status: Some(401) },
+            ..
+        }
     )
 }
 
@@ -65,6 +76,7 @@ pub fn measure(session: &Session, policy: &Policy, report: &RunReport) -> Sessio
     let events = &tally.event_values;
     let turns = events.iter().filter(|e| matches!(e.kind, EventKind::TaskStarted { .. })).count();
     let agent_error_turns = events.iter().filter(|e| is_agent_error(&e.kind)).count();
+    let refused_turns = events.iter().filter(|e| is_refusal(&e.kind)).count();
     // Flag off, no model request carries a task (rule 1), and core counts none as missing one.
     let turns_without_task = if policy.use_agent_identity {
         mark(marks::TURN_WITHOUT_TASK)
@@ -75,6 +87,7 @@ pub fn measure(session: &Session, policy: &Policy, report: &RunReport) -> Sessio
     let mut metrics = SessionMetrics {
         turns: turns as u64,
         agent_error_turns: agent_error_turns as u64,
+        refused_turns: refused_turns as u64,
         turns_without_task,
         identity_registrations: count(Endpoint::IdentityRegister),
         task_registrations: count(Endpoint::TaskRegister),
@@ -130,32 +143,17 @@ impl<'a> Steps<'a> {
     }
 
     /// The first-turn latency of the turn at step `index`: virtual ms from its submission to
-    /// its model request, or to its `Error` when it made none. A turn with a current cached
-    /// task needs no I/O first, so this is the time the lifecycle added to the turn.
+    /// its model request. A turn with a current cached task needs no I/O first, so this is the
+    /// time the lifecycle added to the turn. A turn that made no model request (it failed
+    /// first) has none: the agent-error figure counts it.
     fn first_turn_latency(&self, index: usize, report: &RunReport) -> Option<u64> {
         let submitted = *self.at_ms.get(index)?;
         let until = self.at_ms.get(index + 1).copied().unwrap_or(self.end_ms);
         let thread = self.thread(index);
-        let tally = &report.tally;
-        let model = tally
-            .request_records
-            .iter()
-            .find(|r| {
-                r.endpoint == Some(Endpoint::Model) && r.thread == thread && r.at_ms >= submitted
-            })
-            .map(|r| r.at_ms);
-        let error = tally
-            .event_values
-            .iter()
-            .zip(&tally.event_at_ms)
-            .find(|(e, at)| {
-                e.thread.0 == thread
-                    && **at >= submitted
-                    && matches!(e.kind, EventKind::Error { turn: Some(_), .. })
-            })
-            .map(|(_, at)| *at);
-        let done = [model, error].into_iter().flatten().filter(|at| *at <= until).min()?;
-        Some(done - submitted)
+        let model = report.tally.request_records.iter().find(|r| {
+            r.endpoint == Some(Endpoint::Model) && r.thread == thread && r.at_ms >= submitted
+        })?;
+        (model.at_ms <= until).then(|| model.at_ms - submitted)
     }
 
     /// Whether the resume at step `index` lost a task: the thread's first successful task
@@ -178,7 +176,9 @@ impl<'a> Steps<'a> {
         let before = registrations().filter(|r| r.at_ms <= resumed).last();
         let after = registrations().find(|r| r.at_ms > resumed && r.at_ms < next_restart);
         match (before, after) {
-            (Some(before), Some(after)) => runtime(before).is_some() && runtime(before) == runtime(after),
+            (Some(before), Some(after)) => {
+                runtime(before).is_some() && runtime(before) == runtime(after)
+            }
             _ => false,
         }
     }
@@ -244,7 +244,25 @@ pub const METRICS: &[Metric] = &[
         definition: "turns that ended with an `Error` event caused by the lifecycle: the turn's \
                      task registration failed (rule 11), or the backend refused its model request \
                      with 401 (identity expired, revoked or unknown); per 1,000 turns",
-        shape: Shape::Ratio { numerator: |m| m.agent_error_turns, denominator: |m| m.turns, scale: 1000.0 },
+        shape: Shape::Ratio {
+            numerator: |m| m.agent_error_turns,
+            denominator: |m| m.turns,
+            scale: 1000.0,
+        },
+    },
+    Metric {
+        key: "refused_turns",
+        title: "Turns whose task the backend refused",
+        axis: "refused turns",
+        unit: "per 1,000 turns",
+        definition: "the part of those whose model request went out with a task the backend \
+                     refused with 401 (a restored or cached task of an identity that had \
+                     expired or was revoked); per 1,000 turns",
+        shape: Shape::Ratio {
+            numerator: |m| m.refused_turns,
+            denominator: |m| m.turns,
+            scale: 1000.0,
+        },
     },
     Metric {
         key: "turns_without_task",
@@ -253,7 +271,11 @@ pub const METRICS: &[Metric] = &[
         unit: "per 1,000 turns",
         definition: "turns whose model request carried no `AgentAssertion` (core's \
                      `turn_without_task` mark; every turn with the flag off); per 1,000 turns",
-        shape: Shape::Ratio { numerator: |m| m.turns_without_task, denominator: |m| m.turns, scale: 1000.0 },
+        shape: Shape::Ratio {
+            numerator: |m| m.turns_without_task,
+            denominator: |m| m.turns,
+            scale: 1000.0,
+        },
     },
     Metric {
         key: "identity_registrations_per_session",
@@ -287,7 +309,11 @@ pub const METRICS: &[Metric] = &[
         axis: "identity registrations",
         unit: "requests per 1,000 turns",
         definition: "identity registration requests per 1,000 turns",
-        shape: Shape::Ratio { numerator: |m| m.identity_registrations, denominator: |m| m.turns, scale: 1000.0 },
+        shape: Shape::Ratio {
+            numerator: |m| m.identity_registrations,
+            denominator: |m| m.turns,
+            scale: 1000.0,
+        },
     },
     Metric {
         key: "task_registrations_per_turn",
@@ -295,7 +321,11 @@ pub const METRICS: &[Metric] = &[
         axis: "task registrations",
         unit: "requests per 1,000 turns",
         definition: "task registration requests per 1,000 turns",
-        shape: Shape::Ratio { numerator: |m| m.task_registrations, denominator: |m| m.turns, scale: 1000.0 },
+        shape: Shape::Ratio {
+            numerator: |m| m.task_registrations,
+            denominator: |m| m.turns,
+            scale: 1000.0,
+        },
     },
     Metric {
         key: "requests_per_turn",
@@ -310,9 +340,10 @@ pub const METRICS: &[Metric] = &[
         title: "Latency added to the first turn after a start or fork",
         axis: "added latency",
         unit: "virtual ms",
-        definition: "for the first turn of a new or forked thread: virtual time from its \
-                     submission to its model request (or to its `Error` when it made none); a \
-                     turn with a current cached task needs no I/O first, so all of it is added",
+        definition: "for the first turn of a new or forked thread that made a model request: \
+                     virtual time from its submission to that request (a turn with a current \
+                     cached task needs no I/O first, so all of it is added; a turn that failed \
+                     first is counted as an agent error instead)",
         shape: Shape::Samples(|m| &m.first_turn_after_start_ms),
     },
     Metric {
@@ -332,7 +363,11 @@ pub const METRICS: &[Metric] = &[
                      under the same agent identity as its last one before the restart: its task \
                      was still current, so persisting it would have saved that registration; \
                      per 100 resumes",
-        shape: Shape::Ratio { numerator: |m| m.tasks_lost_on_resume, denominator: |m| m.resumes, scale: 100.0 },
+        shape: Shape::Ratio {
+            numerator: |m| m.tasks_lost_on_resume,
+            denominator: |m| m.resumes,
+            scale: 100.0,
+        },
     },
     Metric {
         key: "stale_tasks_carried",
@@ -342,7 +377,11 @@ pub const METRICS: &[Metric] = &[
         definition: "resumes whose rollout's last `session_state` held a task that was stale \
                      by then (rule 13 dropped it: core's `persisted_task_dropped_stale` mark); \
                      per 100 resumes",
-        shape: Shape::Ratio { numerator: |m| m.stale_tasks_carried, denominator: |m| m.resumes, scale: 100.0 },
+        shape: Shape::Ratio {
+            numerator: |m| m.stale_tasks_carried,
+            denominator: |m| m.resumes,
+            scale: 100.0,
+        },
     },
 ];
 

@@ -67,10 +67,8 @@ pub fn write_charts(plan: &Plan, results: &Results, dir: &Path) -> Result<Vec<Pa
 
 /// One metric's chart as SVG text.
 pub fn chart(plan: &Plan, results: &Results, metric: &Metric) -> Result<String, PlotError> {
-    let draw_error = |e: &dyn std::fmt::Display| PlotError::Draw {
-        metric: metric.key,
-        reason: e.to_string(),
-    };
+    let draw_error =
+        |e: &dyn std::fmt::Display| PlotError::Draw { metric: metric.key, reason: e.to_string() };
     // Each policy's headline at each point (`None`: nothing measured there).
     let series: Vec<Vec<Option<f64>>> = (0..plan.policies.len())
         .map(|i| results.cells.iter().map(|row| metric.stat(&row[i].sessions).value).collect())
@@ -79,6 +77,8 @@ pub fn chart(plan: &Plan, results: &Results, metric: &Metric) -> Result<String, 
     // Headroom above the highest point for the legend; a flat zero still gets an axis.
     let y_max = if top > 0.0 { top * 1.35 } else { 1.0 };
     let labels: Vec<String> = results.points.iter().map(|p| p.label.clone()).collect();
+    // A whole-number range is inclusive to plotters: `0..last` is one segment per point.
+    let last = labels.len().saturating_sub(1);
     let x_desc = plan.sweep.as_ref().map_or("(no sweep: the default workload)".to_owned(), |s| {
         format!("{} ({})", s.param.name, s.param.kind.unit())
     });
@@ -95,11 +95,12 @@ pub fn chart(plan: &Plan, results: &Results, metric: &Metric) -> Result<String, 
             .margin(18)
             .x_label_area_size(56)
             .y_label_area_size(84)
-            .build_cartesian_2d((0..labels.len()).into_segmented(), 0.0..y_max)
+            .build_cartesian_2d((0..last).into_segmented(), 0.0..y_max)
             .map_err(|e| draw_error(&e))?;
         chart
             .configure_mesh()
             .disable_x_mesh()
+            .light_line_style(TRANSPARENT)
             .x_desc(x_desc)
             .y_desc(format!("{} ({})", metric.axis, metric.unit))
             .x_label_formatter(&|x| match x {

@@ -66,14 +66,22 @@ impl Policy {
                     policy.expiry = match value {
                         "reacquire" => ExpiryPolicy::Reacquire,
                         "as_shipped" => ExpiryPolicy::AsShipped,
-                        _ => return Err(bad(format!("expiry is reacquire or as_shipped, not {value:?}"))),
+                        _ => {
+                            return Err(bad(format!(
+                                "expiry is reacquire or as_shipped, not {value:?}"
+                            )))
+                        }
                     }
                 }
                 "persist_task" => {
                     policy.persist_task = match value {
                         "true" => true,
                         "false" => false,
-                        _ => return Err(bad(format!("persist_task is true or false, not {value:?}"))),
+                        _ => {
+                            return Err(bad(format!(
+                                "persist_task is true or false, not {value:?}"
+                            )))
+                        }
                     }
                 }
                 "flag" => {
@@ -140,7 +148,9 @@ mod tests {
 
     #[test]
     fn a_policy_reads_back_from_its_label() {
-        for text in DEFAULT_POLICIES.into_iter().chain(["expiry=as_shipped,persist_task=false,flag=off"]) {
+        for text in
+            DEFAULT_POLICIES.into_iter().chain(["expiry=as_shipped,persist_task=false,flag=off"])
+        {
             let policy = Policy::parse(text).unwrap();
             assert_eq!(policy.to_string(), text);
             assert_eq!(Policy::parse(&policy.to_string()), Ok(policy));
@@ -153,7 +163,10 @@ mod tests {
     fn a_bad_policy_says_what_to_write() {
         let reason = |t: &str| Policy::parse(t).unwrap_err().reason;
         assert_eq!(reason("expiry=never"), "expiry is reacquire or as_shipped, not \"never\"");
-        assert_eq!(reason("ttl=1h"), "unknown policy key \"ttl\": expected one of expiry, persist_task, flag");
+        assert_eq!(
+            reason("ttl=1h"),
+            "unknown policy key \"ttl\": expected one of expiry, persist_task, flag"
+        );
         assert_eq!(reason("expiry=reacquire,expiry=as_shipped"), "expiry is given twice");
         assert!(reason("reacquire").starts_with("expected key=value"));
     }

@@ -94,9 +94,11 @@ pub fn table(plan: &Plan, results: &Results, replays: &[String]) -> String {
         let _ = writeln!(out, "\n== {} ({})", block.title, block.unit);
         let corner = plan.sweep.as_ref().map_or("policy", |s| s.param.name);
         let mut rows = vec![std::iter::once(corner.to_owned()).chain(block.columns).collect()];
-        rows.extend(block.rows.into_iter().map(|(policy, cells)| {
-            std::iter::once(policy).chain(cells).collect::<Vec<String>>()
-        }));
+        rows.extend(
+            block.rows.into_iter().map(|(policy, cells)| {
+                std::iter::once(policy).chain(cells).collect::<Vec<String>>()
+            }),
+        );
         let widths: Vec<usize> = (0..rows[0].len())
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
             .collect();
@@ -124,9 +126,10 @@ pub fn markdown(plan: &Plan, results: &Results, replays: &[String]) -> String {
         if !block.definition.is_empty() {
             let _ = writeln!(out, "{}.\n", capitalized(block.definition));
         }
-        let corner = plan.sweep.as_ref().map_or("policy".to_owned(), |s| {
-            format!("policy \\ {}", s.param.name)
-        });
+        let corner = plan
+            .sweep
+            .as_ref()
+            .map_or("policy".to_owned(), |s| format!("policy \\ {}", s.param.name));
         let _ = writeln!(out, "| {corner} | {} |", block.columns.join(" | "));
         let _ = writeln!(out, "|---|{}", "---:|".repeat(block.columns.len()));
         for (policy, cells) in block.rows {

@@ -166,7 +166,13 @@ fn run_case(point: &Point, policy: &Policy, seed: u64) -> Outcome {
                 summary.chars().take(200).collect::<String>()
             );
             let point = point.label.clone();
-            Outcome::Violating(Box::new(Violating { seed, policy: *policy, point, summary, scenario }))
+            Outcome::Violating(Box::new(Violating {
+                seed,
+                policy: *policy,
+                point,
+                summary,
+                scenario,
+            }))
         }
     }
 }

@@ -315,11 +315,10 @@ impl Workload {
         };
         match param.kind {
             ParamKind::Count { min, max } => {
-                let n = value
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| (min..=max).contains(n))
-                    .ok_or_else(|| bad(format!("expected a whole number from {min} to {max}")))?;
+                let n =
+                    value.parse::<u64>().ok().filter(|n| (min..=max).contains(n)).ok_or_else(
+                        || bad(format!("expected a whole number from {min} to {max}")),
+                    )?;
                 self.set_count(param.name, n);
             }
             ParamKind::Percent => {
@@ -536,7 +535,10 @@ impl Sweep {
         })?;
         let param = param(name.trim()).ok_or_else(|| unknown(name.trim()))?;
         if !param.kind.sweepable() {
-            return Err(bad(format!("{} cannot be swept: sweep a number or a duration", param.name)));
+            return Err(bad(format!(
+                "{} cannot be swept: sweep a number or a duration",
+                param.name
+            )));
         }
         let values: Vec<String> = values.split(',').map(|v| v.trim().to_owned()).collect();
         if values.iter().any(String::is_empty) {
@@ -609,7 +611,10 @@ mod tests {
         let mut w = Workload::default();
         let text = "# a comment\n\nthreads_max = 2\nrestarts_per_day = 2.5\nturns = 4\n";
         let e = w.read_text("w.txt", text).unwrap_err().to_string();
-        assert_eq!(e, "w.txt:5: unknown workload parameter \"turns\": did you mean turns_per_thread?");
+        assert_eq!(
+            e,
+            "w.txt:5: unknown workload parameter \"turns\": did you mean turns_per_thread?"
+        );
         assert_eq!((w.threads_max, w.restarts_per_day), (2, 2.5));
     }
 
