@@ -5,7 +5,7 @@
 //! The pieces, in the order a comparison goes through them:
 //!
 //! - `workload.rs`: the workload model's parameters, their defaults and meanings, read from
-//!   `--set key=value`, a `--workload` file and `--sweep`;
+//!   `--set key=value` and a `--workload` file; `sweep.rs` the `--sweep` of one of them;
 //! - `policy.rs`: a policy set (`expiry=reacquire,persist_task=true`);
 //! - `session.rs`: one session drawn from its seed as a scenario; the same seed gives the same
 //!   steps under every policy, so a difference between policies is the policy's doing;
@@ -26,12 +26,14 @@ pub mod policy;
 pub mod render;
 pub mod run;
 pub mod session;
+pub mod sweep;
 pub mod workload;
 
 pub use metrics::{Metric, SessionMetrics, Stat, METRICS};
 pub use policy::{Policy, PolicyError, DEFAULT_POLICIES};
 pub use run::{Plan, Results};
-pub use workload::{Sweep, Workload, WorkloadError, PARAMS};
+pub use sweep::Sweep;
+pub use workload::{Workload, WorkloadError, PARAMS};
 
 use crate::outln;
 

@@ -168,13 +168,16 @@ impl<'a> Steps<'a> {
             .and_then(|i| self.at_ms.get(i).copied())
             .unwrap_or(u64::MAX);
         let thread = self.thread(index);
-        let registrations = || {
-            report.tally.request_records.iter().filter(move |r| {
+        let registrations: Vec<&RequestRecord> = report
+            .tally
+            .request_records
+            .iter()
+            .filter(|r| {
                 r.endpoint == Some(Endpoint::TaskRegister) && r.thread == thread && succeeded(r)
             })
-        };
-        let before = registrations().filter(|r| r.at_ms <= resumed).last();
-        let after = registrations().find(|r| r.at_ms > resumed && r.at_ms < next_restart);
+            .collect();
+        let before = registrations.iter().rev().find(|r| r.at_ms <= resumed);
+        let after = registrations.iter().find(|r| r.at_ms > resumed && r.at_ms < next_restart);
         match (before, after) {
             (Some(before), Some(after)) => {
                 runtime(before).is_some() && runtime(before) == runtime(after)
@@ -446,6 +449,75 @@ fn spread(mut values: Vec<f64>) -> Stat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compare::workload::Workload;
+    use crate::scenario::{ConfigChange, ResumeSource, Step};
+
+    /// Start T1, a turn, a pause of `pause_ms`, a restart, then T1 resumed and its turn at once.
+    fn resume_session() -> impl Fn(u64) -> Session {
+        |pause_ms| {
+            let turn = || Step::Turn { thread: "T1".into(), text: "hello".into(), wait: true };
+            let steps = vec![
+                Step::Start { thread: "T1".into() },
+                turn(),
+                Step::Advance { ms: pause_ms },
+                Step::Restart(ConfigChange::default()),
+                Step::Resume { thread: "T1".into(), from: ResumeSource::Own },
+                turn(),
+            ];
+            let roles = vec![
+                Role::Open(Opened::Start),
+                Role::FirstTurn(Opened::Start),
+                Role::Plain,
+                Role::Restart,
+                Role::Open(Opened::Resume),
+                Role::FirstTurn(Opened::Resume),
+            ];
+            Session { seed: 5, steps, roles }
+        }
+    }
+
+    /// Runs `session` under `policy` with no background faults and an identity TTL of `ttl`.
+    fn measured(session: &Session, policy: &str, ttl: &str) -> SessionMetrics {
+        let mut workload = Workload::default();
+        for endpoint in ["biscuit", "identity_register", "task_register", "model"] {
+            workload.set(&format!("fault_{endpoint}"), "0").unwrap();
+        }
+        workload.set("identity_ttl", ttl).unwrap();
+        let policy = Policy::parse(policy).unwrap();
+        let scenario = session.scenario(&workload, &policy);
+        let options = crate::RunOptions::default();
+        let report = crate::run(&scenario, &options).unwrap();
+        assert!(report.passed(), "{}", report.verdict());
+        measure(session, &policy, &report)
+    }
+
+    #[test]
+    fn a_resume_without_persistence_loses_a_task_that_was_still_current() {
+        let session = resume_session()(60_000);
+        let kept = measured(&session, "persist_task=true", "1d");
+        let lost = measured(&session, "persist_task=false", "1d");
+        assert_eq!((kept.resumes, kept.tasks_lost_on_resume, kept.task_registrations), (1, 0, 1));
+        assert_eq!((lost.resumes, lost.tasks_lost_on_resume, lost.task_registrations), (1, 1, 2));
+        // Restored, the task needs no I/O before the turn; lost, the turn waits for a new one.
+        assert_eq!(kept.first_turn_after_resume_ms, [0]);
+        assert!(lost.first_turn_after_resume_ms[0] > 0);
+        assert_eq!((kept.turns, kept.agent_error_turns, kept.stale_tasks_carried), (2, 0, 0));
+    }
+
+    #[test]
+    fn a_resume_after_the_identity_expired_loses_nothing_and_drops_a_stale_task() {
+        let session = resume_session()(2 * 60_000);
+        let kept = measured(&session, "persist_task=true", "1m");
+        let lost = measured(&session, "persist_task=false", "1m");
+        assert_eq!((kept.tasks_lost_on_resume, kept.stale_tasks_carried), (0, 1));
+        assert_eq!((lost.tasks_lost_on_resume, lost.stale_tasks_carried), (0, 0));
+        assert_eq!((kept.identity_registrations, lost.identity_registrations), (2, 2));
+        // As shipped, the expired identity is kept and its task restored: the turn goes out at
+        // once with it, and the backend refuses it.
+        let shipped = measured(&session, "expiry=as_shipped", "1m");
+        assert_eq!((shipped.agent_error_turns, shipped.refused_turns), (1, 1));
+        assert_eq!(shipped.first_turn_after_resume_ms, [0]);
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {
