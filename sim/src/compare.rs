@@ -199,7 +199,10 @@ fn write_violations(results: &Results, dir: &std::path::Path) -> anyhow::Result<
         let mut file = std::fs::File::create(&path)?;
         file.write_all(violating.scenario.to_text().as_bytes())?;
         replays.push(format!(
-            "{}: {} -- scenario {}",
+            "session {} under {} at {}: {}; replay: {} -- scenario {}",
+            violating.seed,
+            violating.policy,
+            violating.point,
             violating.summary,
             crate::fuzz::cargo_run(),
             path.display()

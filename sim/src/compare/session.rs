@@ -164,16 +164,20 @@ impl Builder {
     }
 
     /// A think time, with the restart and the revocation that may fall in it, each at its moment.
+    /// Every think time draws the same numbers whatever happens in it, so a sweep of a rate
+    /// changes where restarts fall and nothing else.
     fn think(&mut self, workload: &Workload, draw: &mut Draw) {
         let gap = draw.log_uniform(workload.think_min_ms, workload.think_max_ms);
+        let (restart, restart_at) =
+            (draw.chance(workload.restarts_per_day * gap as f64 / DAY_MS), draw.uniform(0, gap));
+        let (revoke, revoke_at) =
+            (draw.chance(workload.revocations_per_day * gap as f64 / DAY_MS), draw.uniform(0, gap));
         let mut happenings: Vec<(u64, Step, Role)> = Vec::new();
-        if draw.chance(workload.restarts_per_day * gap as f64 / DAY_MS) {
-            let at = draw.uniform(0, gap);
-            happenings.push((at, Step::Restart(ConfigChange::default()), Role::Restart));
+        if restart {
+            happenings.push((restart_at, Step::Restart(ConfigChange::default()), Role::Restart));
         }
-        if draw.chance(workload.revocations_per_day * gap as f64 / DAY_MS) {
-            let at = draw.uniform(0, gap);
-            happenings.push((at, Step::RevokeIdentity, Role::Plain));
+        if revoke {
+            happenings.push((revoke_at, Step::RevokeIdentity, Role::Plain));
         }
         // At the same moment, the restart comes first (the order they were drawn in).
         happenings.sort_by_key(|(at, ..)| *at);
@@ -195,6 +199,10 @@ impl Builder {
 
     /// A turn of the user's thread `thread`, opening it first when it is not running.
     fn turn(&mut self, workload: &Workload, draw: &mut Draw, thread: usize) {
+        // Drawn for every turn, used or not, so that one choice never shifts the next draws.
+        let fork = draw.percent(workload.fork_percent);
+        let prompt_at_open = draw.percent(workload.prompt_at_open_percent);
+        let delay = draw.uniform(1_000, workload.open_delay_max_ms.max(1_000));
         let opened = match self.states[thread] {
             State::Live => None,
             State::New => {
@@ -203,7 +211,7 @@ impl Builder {
                 self.push(step, Role::Open(Opened::Start));
                 Some(Opened::Start)
             }
-            State::Stopped if draw.percent(workload.fork_percent) => {
+            State::Stopped if fork => {
                 let parent = self.names[thread].clone();
                 self.names[thread] = self.new_name();
                 let step = Step::Fork { child: self.names[thread].clone(), parent };
@@ -218,8 +226,7 @@ impl Builder {
             }
         };
         self.states[thread] = State::Live;
-        if opened.is_some() && !draw.percent(workload.prompt_at_open_percent) {
-            let delay = draw.uniform(1_000, workload.open_delay_max_ms.max(1_000));
+        if opened.is_some() && !prompt_at_open {
             self.advance(delay);
         }
         let step =
@@ -298,6 +305,28 @@ mod tests {
         let short_ttl = workload.at("identity_ttl", "1m").unwrap();
         assert_eq!(generate(&workload, 7), generate(&short_ttl, 7));
         assert_ne!(generate(&workload, 7), generate(&workload, 8));
+    }
+
+    #[test]
+    fn a_sweep_of_the_restart_rate_moves_restarts_and_nothing_else() {
+        let mut few = Workload::default();
+        few.set("fork_percent", "0").unwrap();
+        few.set("prompt_at_open", "100").unwrap();
+        let many = few.at("restarts_per_day", "64").unwrap();
+        let shape = |w: &Workload, seed| {
+            let session = generate(w, seed);
+            let advanced: u64 = session
+                .steps
+                .iter()
+                .map(|s| if let Step::Advance { ms } = s { *ms } else { 0 })
+                .sum();
+            let turns: Vec<Step> =
+                session.steps.into_iter().filter(|s| matches!(s, Step::Turn { .. })).collect();
+            (advanced, turns)
+        };
+        for seed in 0..20 {
+            assert_eq!(shape(&few, seed), shape(&many, seed), "seed {seed}");
+        }
     }
 
     #[test]
