@@ -107,7 +107,7 @@ pub fn chart(plan: &Plan, results: &Results, metric: &Metric) -> Result<String, 
                 SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
                 _ => String::new(),
             })
-            .y_label_formatter(&|y| super::render::number(*y))
+            .y_label_formatter(&|y| axis_number(*y))
             .axis_desc_style(("sans-serif", 17))
             .label_style(("sans-serif", 15))
             .draw()
@@ -144,4 +144,10 @@ pub fn chart(plan: &Plan, results: &Results, metric: &Metric) -> Result<String, 
         root.present().map_err(|e| draw_error(&e))?;
     }
     Ok(svg)
+}
+
+/// A tick label: at most two decimals, without trailing zeros (`2.5`, not `2.50`).
+fn axis_number(y: f64) -> String {
+    let text = format!("{y:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
