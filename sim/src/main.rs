@@ -26,7 +26,9 @@ Environment:
   AGENTSIM_CASES the default of --cases (sim fuzz); a flag wins
   RUST_LOG       log filter for stderr; a bare level (RUST_LOG=debug) applies to this project's
                  targets only (sim, agentsim_core); name others to see them (RUST_LOG=debug,hyper=info)
-  NO_COLOR       set and non-empty: no colour in logs (there is none unless stderr is a terminal)";
+  NO_COLOR       set and non-empty: no colour in logs (there is none unless stderr is a terminal)
+  CI             set and non-empty: no progress line from sim compare (there is none unless stderr
+                 is a terminal)";
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
