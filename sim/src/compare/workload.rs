@@ -421,6 +421,17 @@ impl Workload {
                 self.text("latency_max")
             ));
         }
+        // The longest session the parameters allow must fit in one run's virtual time.
+        let longest_ms = u128::from(self.threads_max)
+            * u128::from(2 * self.turns_per_thread - 1)
+            * u128::from(self.think_max_ms.saturating_add(self.open_delay_max_ms));
+        if longest_ms > u128::from(crate::engine::MAX_VIRTUAL_MS) {
+            return fail(format!(
+                "threads_max x (2 x turns_per_thread - 1) x (think_max + open_delay_max) may \
+                 exceed {} days, the most virtual time one run covers: lower one of them",
+                crate::engine::MAX_VIRTUAL_MS / 86_400_000
+            ));
+        }
         if !self.fault_rates.is_empty() && self.fault_kinds.is_empty() {
             return fail("background fault rates need at least one fault_kinds entry".into());
         }
@@ -565,6 +576,10 @@ mod tests {
         let mut w = Workload::default();
         let text = "# a comment\n\nthreads_max = 2\nrestarts_per_day = 2.5\nturns = 4\n";
         let e = w.read_text("w.txt", text).unwrap_err().to_string();
+        let mut long = Workload::default();
+        long.read_text("long.txt", "threads_max = 26\nturns_per_thread = 500\nthink_max = 20d\n")
+            .unwrap();
+        assert!(long.validate().unwrap_err().to_string().contains("may exceed 365000 days"));
         assert_eq!(
             e,
             "w.txt:5: unknown workload parameter \"turns\": did you mean turns_per_thread?"
