@@ -74,8 +74,10 @@ pub fn chart(plan: &Plan, results: &Results, metric: &Metric) -> Result<String, 
         .map(|i| results.cells.iter().map(|row| metric.stat(&row[i].sessions).value).collect())
         .collect();
     let top = series.iter().flatten().flatten().fold(0.0_f64, |a, b| a.max(*b));
-    // Headroom above the highest point for the legend; a flat zero still gets an axis.
-    let y_max = if top > 0.0 { top * 1.35 } else { 1.0 };
+    // Headroom above the highest point for the legend (about 22 px a policy of a plot area
+    // about 400 px high); a flat zero still gets an axis.
+    let legend_share = (30.0 + 22.0 * plan.policies.len() as f64) / 400.0;
+    let y_max = if top > 0.0 { top / (1.0 - legend_share.min(0.6)) } else { 1.0 };
     let labels: Vec<String> = results.points.iter().map(|p| p.label.clone()).collect();
     // A whole-number range is inclusive to plotters: `0..last` is one segment per point.
     let last = labels.len().saturating_sub(1);
@@ -95,7 +97,8 @@ pub fn chart(plan: &Plan, results: &Results, metric: &Metric) -> Result<String, 
             .margin(18)
             .x_label_area_size(56)
             .y_label_area_size(84)
-            .build_cartesian_2d((0..last).into_segmented(), 0.0..y_max)
+            // A little room below zero, so the points on it stay clear of the x labels.
+            .build_cartesian_2d((0..last).into_segmented(), -0.03 * y_max..y_max)
             .map_err(|e| draw_error(&e))?;
         chart
             .configure_mesh()
@@ -116,7 +119,7 @@ pub fn chart(plan: &Plan, results: &Results, metric: &Metric) -> Result<String, 
             let color = PALETTE[i % PALETTE.len()];
             // Earlier policies are drawn wider, so a line hidden under an equal one shows as
             // its border.
-            let width = (2 * (series.len() - i) + 1) as u32;
+            let width = (series.len() - i + 1) as u32;
             let style = color.stroke_width(width);
             let points: Vec<(SegmentValue<usize>, f64)> = values
                 .iter()
@@ -128,7 +131,7 @@ pub fn chart(plan: &Plan, results: &Results, metric: &Metric) -> Result<String, 
                 .map_err(|e| draw_error(&e))?
                 .label(plan.policies[i].to_string())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
-            let radius = width + 2;
+            let radius = width + 1;
             chart
                 .draw_series(points.into_iter().map(|p| Circle::new(p, radius, color.filled())))
                 .map_err(|e| draw_error(&e))?;
