@@ -16,7 +16,7 @@
 //!
 //! Same seed, same options: byte-identical table, JSON, Markdown and SVG, whatever `--jobs`.
 
-use std::io::Write as _;
+use anyhow::Context as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -160,6 +160,8 @@ pub fn command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", render::preamble(&plan, args.format).trim_end())?;
     }
     let jobs = args.jobs();
+    // A session that panics is caught and reported as a violation, once, with its replay.
+    crate::fuzz::quiet_panics();
     let started = std::time::Instant::now();
     let results = run::run(&plan, jobs, run::progress_wanted());
     let elapsed = started.elapsed().as_secs_f64();
@@ -188,7 +190,8 @@ pub fn command(args: &CompareArgs) -> anyhow::Result<ExitCode> {
 fn write_violations(results: &Results, dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
     let mut replays = Vec::new();
     for violating in results.cells.iter().flatten().flat_map(|cell| &cell.violating) {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the --out folder {}", dir.display()))?;
         let point: String = violating
             .point
             .chars()
@@ -196,8 +199,8 @@ fn write_violations(results: &Results, dir: &std::path::Path) -> anyhow::Result<
             .collect();
         let name = format!("compare-{}-{}-{point}.scn", violating.seed, violating.policy.slug());
         let path = dir.join(name);
-        let mut file = std::fs::File::create(&path)?;
-        file.write_all(violating.scenario.to_text().as_bytes())?;
+        std::fs::write(&path, violating.scenario.to_text())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         replays.push(format!(
             "session {} under {} at {}: {}; replay: {} -- scenario {}",
             violating.seed,
