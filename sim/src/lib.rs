@@ -15,6 +15,7 @@ pub mod backend;
 pub mod bench;
 pub mod catalog;
 pub mod check;
+pub mod compare;
 pub mod damage;
 pub mod diff;
 pub mod duration;

@@ -27,7 +27,9 @@ Environment:
   RUST_LOG       log filter for stderr; a bare level (RUST_LOG=debug) applies to this project's
                  targets only (sim, agentsim_core); name others to see them (RUST_LOG=debug,hyper=info);
                  unset: errors only (sim serve: info, one line per request)
-  NO_COLOR       set and non-empty: no colour in logs (there is none unless stderr is a terminal)";
+  NO_COLOR       set and non-empty: no colour in logs (there is none unless stderr is a terminal)
+  CI             set and non-empty: no progress line from sim compare (there is none unless stderr
+                 is a terminal)";
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
@@ -63,6 +65,16 @@ Examples:
   sim fuzz --cases 100000 --partition 3/8 --out fuzz-failures
   sim fuzz --case-seed 3591268276242984041")]
     Fuzz(sim::fuzz::FuzzArgs),
+    /// Compare policy sets over a population of realistic sessions (same seeds), optionally over
+    /// a sweep of one workload parameter: a table, JSON or Markdown, and SVG charts (exit 1 when
+    /// a session hits an invariant violation).
+    #[command(after_long_help = "\
+Examples:
+  cargo run --release -p sim -- compare --sweep identity_ttl=1m,10m,1h,1d --plot out/charts
+  sim compare --policies expiry=reacquire expiry=as_shipped --sessions 200
+  sim compare --sweep restarts_per_day=1,4,16 --set identity_ttl=10m --format markdown
+  sim compare --params")]
+    Compare(sim::compare::CompareArgs),
     /// List the scenarios with their descriptions.
     #[command(after_long_help = "\
 Examples:
@@ -177,6 +189,7 @@ fn main() -> ExitCode {
         Cmd::Scenario(args) => run_scenario(&args),
         Cmd::List { scenarios } => list(&scenarios),
         Cmd::Fuzz(args) => fuzz(&args),
+        Cmd::Compare(args) => sim::compare::command(&args),
         Cmd::Bench { scale, scenarios, only } => bench(&scenarios, scale, &only),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Diff { left, right, scenarios } => diff(&left, &right, &scenarios),
