@@ -492,15 +492,7 @@ impl RealWorld {
     async fn restart(&mut self, change: &ConfigChange) -> Result<(), String> {
         // As in the simulator, a restart kills the running process.
         self.crash()?;
-        if let Some(flag) = change.use_agent_identity {
-            self.config.use_agent_identity = flag;
-        }
-        if let Some(expiry) = change.expiry {
-            self.config.expiry = expiry;
-        }
-        if let Some(persist) = change.persist_task {
-            self.config.persist_task = persist;
-        }
+        change.apply(&mut self.config);
         let options = Options {
             clock: Arc::clone(&self.clock),
             timeout_cap: Some(TIMEOUT_CAP),

@@ -229,7 +229,11 @@ impl Transport for HttpTransport {
         self.mounted_requests += 1;
         let url = self.target_url(request);
         *lock(&self.fault_slot) = fault.cloned();
-        let result = self.runtime.block_on(send(&self.client, &url, request));
+        // The runtime's sender: the simulator's HTTP round trip is the one that ships.
+        let result = self
+            .runtime
+            .block_on(agentsim_runtime::http::send(&self.client, &url, request))
+            .map_err(|e| TransportError::Io(e.to_string()));
         // The server took the fault if it answered; clear it in case it did not.
         lock(&self.fault_slot).take();
         let result = result.map_err(|e| {
@@ -245,52 +249,6 @@ impl Transport for HttpTransport {
     fn name(&self) -> &'static str {
         "http"
     }
-}
-
-/// One real round trip with reqwest. Header values and the body come back as raw bytes.
-async fn send(
-    client: &reqwest::Client,
-    url: &str,
-    request: &HttpRequest,
-) -> Result<HttpResponse, TransportError> {
-    let io = |what: &str, e: &dyn std::error::Error| {
-        TransportError::Io(format!("{what} {url}: {}", error_chain(e)))
-    };
-    let method = match request.method {
-        Method::Get => reqwest::Method::GET,
-        Method::Post => reqwest::Method::POST,
-    };
-    let mut builder = client.request(method, url);
-    for (name, value) in &request.headers {
-        let name =
-            HeaderName::from_bytes(name.as_bytes()).map_err(|e| io("bad header name for", &e))?;
-        let value = HeaderValue::from_str(value).map_err(|e| io("bad header value for", &e))?;
-        builder = builder.header(name, value);
-    }
-    if let Some(body) = &request.body {
-        builder = builder.body(body.clone());
-    }
-    let response = builder.send().await.map_err(|e| io("sending", &e))?;
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect();
-    let body = response.bytes().await.map_err(|e| io("reading the body of", &e))?.to_vec();
-    Ok(HttpResponse { status, headers, body })
-}
-
-/// An error and its sources, `: `-separated.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// Locks the fault slot. It only ever holds a plain value, so a poisoned lock (a panic elsewhere

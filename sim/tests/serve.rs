@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentsim_core::protocol;
-use agentsim_core::wire::{HttpRequest, HttpResponse, IdentityKey, Method};
+use agentsim_core::wire::{HttpRequest, HttpResponse, IdentityKey};
 use agentsim_core::{AgentTask, Binding, Config, StoredIdentity, Timestamp};
 use sim::fault::{CallMatch, Endpoint, FaultKind, FaultRule};
 use sim::serve::{check_listen, load_faults, JournalEntry, ServeOptions, Server};
@@ -37,28 +37,12 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().unwrap()
 }
 
-/// Sends one of core's requests as it is; header values and the body come back raw.
-async fn send(client: &reqwest::Client, request: &HttpRequest) -> reqwest::Result<HttpResponse> {
-    let method = match request.method {
-        Method::Get => reqwest::Method::GET,
-        Method::Post => reqwest::Method::POST,
-    };
-    let mut builder = client.request(method, &request.url);
-    for (name, value) in &request.headers {
-        builder = builder.header(name, value);
-    }
-    if let Some(body) = &request.body {
-        builder = builder.body(body.clone());
-    }
-    let response = builder.send().await?;
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect();
-    let body = response.bytes().await?.to_vec();
-    Ok(HttpResponse { status, headers, body })
+/// Sends one of core's requests as it is, through the runtime's sender (what ships).
+async fn send(
+    client: &reqwest::Client,
+    request: &HttpRequest,
+) -> Result<HttpResponse, agentsim_runtime::http::SendError> {
+    agentsim_runtime::http::send(client, &request.url, request).await
 }
 
 fn config(server: &Server) -> Config {
@@ -257,7 +241,7 @@ async fn a_reset_fault_closes_the_connection_without_an_answer() {
     let client = client();
     let target = protocol::identity_register_url(&config(&server));
     let error = send(&client, &biscuit_request(&server, TOKEN, &target)).await.unwrap_err();
-    assert!(!error.is_timeout(), "{error}");
+    assert_eq!(error.failure(), agentsim_core::RequestFailure::Connection, "{error}");
     assert_eq!(send(&client, &biscuit_request(&server, TOKEN, &target)).await.unwrap().status, 200);
     let first = &server.journal()[0];
     assert_eq!(
@@ -280,7 +264,7 @@ async fn a_timeout_fault_holds_its_answer_past_the_clients_patience() {
         reqwest::Client::builder().no_proxy().timeout(Duration::from_millis(50)).build().unwrap();
     let model = protocol::model_request(&config(&server), None, "hi");
     let error = send(&impatient, &model).await.unwrap_err();
-    assert!(error.is_timeout(), "{error}");
+    assert_eq!(error.failure(), agentsim_core::RequestFailure::Timeout, "{error}");
     // The next call is answered at once, while the held one may still be waiting.
     assert_eq!(send(&client(), &model).await.unwrap().status, 200);
     let first = &server.journal()[0];

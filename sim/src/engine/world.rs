@@ -163,15 +163,7 @@ impl World {
         if *change == ConfigChange::default() {
             return;
         }
-        if let Some(flag) = change.use_agent_identity {
-            self.config.use_agent_identity = flag;
-        }
-        if let Some(expiry) = change.expiry {
-            self.config.expiry = expiry;
-        }
-        if let Some(persist) = change.persist_task {
-            self.config.persist_task = persist;
-        }
+        change.apply(&mut self.config);
         let c = &self.config;
         ledger.observe(Observation::Policies {
             use_agent_identity: c.use_agent_identity,

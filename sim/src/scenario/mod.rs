@@ -133,6 +133,21 @@ pub struct ConfigChange {
     pub persist_task: Option<bool>,
 }
 
+impl ConfigChange {
+    /// Sets in `config` what the change names; the rest stays.
+    pub fn apply(&self, config: &mut agentsim_core::Config) {
+        if let Some(flag) = self.use_agent_identity {
+            config.use_agent_identity = flag;
+        }
+        if let Some(expiry) = self.expiry {
+            config.expiry = expiry;
+        }
+        if let Some(persist) = self.persist_task {
+            config.persist_task = persist;
+        }
+    }
+}
+
 /// Where a resumed thread's rollout comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResumeSource {
