@@ -138,6 +138,8 @@ pub struct RequestRecord {
     pub request: String,
     /// The status the backend answered, on time or not; `None` for a reset.
     pub status: Option<u16>,
+    /// The status of the answer the client received in time; `None` for a reset or a timeout.
+    pub delivered: Option<u16>,
     /// What the backend answered ([`response_summary`]); empty for a reset.
     pub answer: String,
     /// The request log's line.

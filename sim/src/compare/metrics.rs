@@ -192,12 +192,10 @@ fn runtime(record: &RequestRecord) -> Option<&str> {
     agentsim_core::wire::runtime_of_task_register_path(&record.path)
 }
 
-/// Whether a request was answered 2xx with no fault. The record's outcome starts with the
-/// status of an answer that came (`200 after 45ms ...`, as the engine's request log writes it);
-/// a reset or a timeout has no status.
+/// Whether a request was answered 2xx in time, with no fault (a reset or a timeout delivers
+/// nothing).
 pub fn succeeded(record: &RequestRecord) -> bool {
-    let status = record.outcome.split(' ').next().and_then(|s| s.parse::<u16>().ok());
-    record.fault.is_none() && status.is_some_and(|s| (200..300).contains(&s))
+    record.fault.is_none() && record.delivered.is_some_and(|s| (200..300).contains(&s))
 }
 
 /// How a metric's sessions add up.

@@ -239,6 +239,7 @@ impl Network {
             outcome: plan.outcome.clone(),
             request: report::request_summary(request),
             status: plan.answered.as_ref().map(|(status, _)| *status),
+            delivered: plan.on_time().map(|response| response.status),
             answer: plan.answered.as_ref().map(|(_, summary)| summary.clone()).unwrap_or_default(),
             line,
         }
