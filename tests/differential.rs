@@ -49,6 +49,9 @@ use sim::serve::{JournalEntry, ServeOptions, Server};
 const TIMEOUT_CAP: Duration = Duration::from_millis(300);
 /// How long the server holds a `timeout` fault's answer: past [`TIMEOUT_CAP`].
 const TIMEOUT_HOLD: Duration = Duration::from_millis(1_500);
+/// How long one step of the real side may take (each takes milliseconds; a timeout fault
+/// [`TIMEOUT_CAP`]).
+const STEP_LIMIT: Duration = Duration::from_secs(5);
 /// The base URL the simulated side's messages carry.
 const SIMULATED_BASE: &str = sim::transport::MEMORY_BASE_URL;
 
@@ -226,9 +229,14 @@ async fn real(scenario: &Scenario) -> Result<String, Failed> {
         .await
         .map_err(|e| format!("{}: the real run cannot begin: {e}", scenario.name))?;
     for step in &scenario.steps {
-        world.step(scenario, &step.value).await.map_err(|e| {
+        let failed = |e: String| {
             format!("{}:{}: the real run failed at {:?}: {e}", scenario.name, step.line, step.value)
-        })?;
+        };
+        // A runtime that loses a message hangs the step: fail it, don't hang the suite.
+        match tokio::time::timeout(STEP_LIMIT, world.step(scenario, &step.value)).await {
+            Ok(result) => result.map_err(failed)?,
+            Err(_) => return Err(failed(format!("no end within {STEP_LIMIT:?}")).into()),
+        }
     }
     world.collect();
     if let Some(process) = world.process.take() {

@@ -34,6 +34,8 @@ const KILLS: u32 = 50;
 const TEAR_EVERY: u32 = 5;
 const THREAD: &str = "main";
 const TOKEN: &str = "at-crash-test";
+/// How long one child may run before the test gives up on it (each is killed in milliseconds).
+const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 fn main() -> ExitCode {
     if let Ok(args) = std::env::var(CHILD) {
@@ -147,9 +149,27 @@ fn run_child(base: &str, home: &Path, resume: bool, wanted: usize) -> Result<Chi
         .spawn()
         .map_err(|e| format!("cannot start the client: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
+    // Lines arrive through a channel, so a client that stops printing fails the run after
+    // CHILD_LIMIT instead of hanging it.
+    let (lines, arriving) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut run = ChildRun { acked: Vec::new(), synced: 0, skipped: Vec::new() };
-    for line in BufReader::new(stdout).lines() {
-        let line = line.map_err(|e| e.to_string())?;
+    loop {
+        let line = match arriving.recv_timeout(CHILD_LIMIT) {
+            Ok(line) => line.map_err(|e| e.to_string())?,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("the client printed nothing for {CHILD_LIMIT:?}").into());
+            }
+        };
         if let Some(rest) = line.strip_prefix(&format!("ack {THREAD} ")) {
             let mut words = rest.splitn(3, ' ');
             let (number, synced, json) = match (words.next(), words.next(), words.next()) {
@@ -182,7 +202,7 @@ fn resume_twice(base: &str, home: &Path) -> Result<(), Failed> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
+    let resumes = async {
         let mut seen = Vec::new();
         for _ in 0..2 {
             let config = agentsim_core::Config {
@@ -209,5 +229,11 @@ fn resume_twice(base: &str, home: &Path) -> Result<(), Failed> {
             return Err("the resumed thread holds no task".into());
         }
         Ok(())
+    };
+    runtime.block_on(async {
+        match tokio::time::timeout(CHILD_LIMIT, resumes).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("the two resumes did not end within {CHILD_LIMIT:?}").into()),
+        }
     })
 }
