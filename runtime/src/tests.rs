@@ -137,3 +137,115 @@ async fn a_home_that_cannot_hold_rollouts_is_a_storage_error() {
     let error = crate::Runtime::open(unreachable_options(home.path())).await.expect_err("refused");
     assert!(matches!(error, crate::RuntimeError::Storage(_)), "{error}");
 }
+
+#[test]
+fn a_thread_name_must_be_able_to_name_a_file() {
+    let longest = "a".repeat(128);
+    for good in ["a", "Z", "main", "t-1_x", "A9", longest.as_str()] {
+        assert_eq!(crate::thread_id(good).expect(good).0, good);
+    }
+    let too_long = "a".repeat(129);
+    for bad in ["", "1a", "-a", "_a", "a/b", "a.b", "../x", "a b", "é", "aé", too_long.as_str()] {
+        let error = crate::thread_id(bad).expect_err(bad);
+        assert!(matches!(error, crate::RuntimeError::Usage(_)), "{bad:?}: {error}");
+    }
+}
+
+/// A backend that accepts connections and never answers: every request runs into its timeout.
+fn silent_backend() -> (std::net::TcpListener, crate::Options, tempfile::TempDir) {
+    // The kernel completes the handshake from the listen backlog; nothing ever reads or answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let home = tempfile::tempdir().expect("temp dir");
+    let mut options = unreachable_options(home.path());
+    options.config.base_url = format!("http://{}", listener.local_addr().expect("address"));
+    options.timeout_cap = Some(std::time::Duration::from_millis(200));
+    (listener, options, home)
+}
+
+#[tokio::test]
+async fn a_turn_number_already_running_is_refused_and_the_running_turn_is_unharmed() {
+    let (_listener, options, _home) = silent_backend();
+    let runtime = crate::Runtime::open(options).await.expect("opens");
+    runtime.start_thread("A").await.expect("starts");
+    let turn = agentsim_core::TurnId(1);
+    let (first, second) =
+        tokio::join!(runtime.turn("A", turn, "one"), runtime.turn("A", turn, "two"));
+    let error = second.expect_err("the same turn number twice");
+    assert!(matches!(error, crate::RuntimeError::Usage(_)), "{error}");
+    let first = first.expect("the first turn ends");
+    assert!(first.failed(), "its model request timed out: {:?}", first.events);
+    let texts: Vec<String> = first.events.iter().map(|e| format!("{:?}", e.kind)).collect();
+    assert!(texts.iter().any(|t| t.contains("one")), "{texts:?}");
+    assert!(!texts.iter().any(|t| t.contains("two")), "the refused turn left no event: {texts:?}");
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn subscribers_see_each_durable_line_each_send_and_each_event_as_they_happen() {
+    let (_listener, options, home) = silent_backend();
+    let runtime = crate::Runtime::open(options).await.expect("opens");
+    let mut notices = runtime.subscribe().await.expect("subscribes");
+    runtime.start_thread("A").await.expect("starts");
+    let outcome = runtime.turn("A", agentsim_core::TurnId(1), "hi").await.expect("a turn");
+    runtime.idle().await.expect("idle");
+    let events = runtime.events("A").await.expect("events");
+    assert_eq!(runtime.events("B").await.expect("no such thread"), []);
+    assert_eq!(runtime.cached_task("A").await.expect("task"), None, "flag off: no task");
+    runtime.shutdown().await;
+
+    let mut seen = Vec::new();
+    while let Some(notice) = notices.recv().await {
+        seen.push(notice);
+    }
+    let file = std::fs::read_to_string(home.path().join("rollouts/A.jsonl")).expect("rollout");
+    let appended: Vec<(u64, u64, &str)> = seen
+        .iter()
+        .filter_map(|n| match n {
+            crate::Notice::Appended { thread, line, synced_bytes, text } => {
+                assert_eq!(thread.0, "A");
+                Some((*line, *synced_bytes, text.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    let lines: Vec<&str> = file.lines().collect();
+    assert_eq!(appended.len(), lines.len(), "one notice per line: {seen:?}");
+    for (number, ((line, synced, text), on_disk)) in appended.iter().zip(&lines).enumerate() {
+        assert_eq!(*line, number as u64 + 1, "lines are counted from 1, in order");
+        assert_eq!(text, on_disk, "the notice carries the line as written");
+        let through = file.split_inclusive('\n').take(number + 1).map(str::len).sum::<usize>();
+        assert_eq!(*synced, through as u64, "synced through the end of line {line}");
+    }
+    let noticed: Vec<&agentsim_core::Event> = seen
+        .iter()
+        .filter_map(|n| match n {
+            crate::Notice::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(noticed, events.iter().collect::<Vec<_>>(), "events() and notices agree");
+    assert_eq!(outcome.events, events, "the turn returned all of the thread's events");
+    let sent = seen.iter().position(
+        |n| matches!(n, crate::Notice::Sent { thread: Some(t), method: "POST", .. } if t.0 == "A"),
+    );
+    let error = seen.iter().position(|n| {
+        matches!(n, crate::Notice::Event(e) if matches!(e.kind, agentsim_core::EventKind::Error { .. }))
+    });
+    assert!(sent.expect("the model request") < error.expect("its error"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_dropped_runtime_stops_its_driver_as_a_crash_would() {
+    let (_listener, options, _home) = silent_backend();
+    let runtime = crate::Runtime::open(options).await.expect("opens");
+    let mut notices = runtime.subscribe().await.expect("subscribes");
+    runtime.start_thread("A").await.expect("starts");
+    drop(runtime);
+    // The driver holds a sender of its own (for its requests' outcomes): only the abort on drop
+    // ends it, and with it the subscriber's channel.
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while notices.recv().await.is_some() {}
+    })
+    .await;
+    assert!(drained.is_ok(), "the driver still runs after its runtime was dropped");
+}
