@@ -259,6 +259,12 @@ impl Backend {
         &self.violations
     }
 
+    /// The violations recorded since the last take, which the model then forgets: for a
+    /// long-running server (`sim serve`), which logs each one as it happens.
+    pub fn take_violations(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.violations)
+    }
+
     /// What the model did with the last request that reached it ([`Backend::handle`]), once:
     /// a request that never reaches the model (a reset) finds `None`.
     pub fn take_last_answer(&mut self) -> Option<Answer> {

@@ -186,6 +186,13 @@ fn biscuit_refuses_unknown_tokens_and_bad_headers() {
     assert_eq!(backend.handle(&request, None).status, 400);
     assert_eq!(backend.violations().len(), 2, "{:?}", backend.violations());
     assert!(backend.violations()[0].starts_with("GET /authenticate_app_v2: missing X-Request-Id"));
+    // A server takes them as it logs them: each once, and the model keeps none.
+    assert_eq!(backend.take_violations().len(), 2);
+    assert!(backend.violations().is_empty() && backend.take_violations().is_empty());
+    assert_eq!(backend.handle(&request, None).status, 400);
+    let again = backend.take_violations();
+    assert_eq!(again.len(), 1, "only the newer one: {again:?}");
+    assert!(again[0].contains("/v1/responses is not a registration endpoint"), "{again:?}");
 }
 
 #[test]

@@ -83,12 +83,12 @@ impl World {
             return Outcome::Drop;
         }
         self.backend.set_now(now);
-        let violations = self.backend.violations().len();
         let response = normalize_response(self.backend.handle(request, fault.as_ref()));
         if let Some(Answer::Registered { agent_runtime_id, .. }) = self.backend.take_last_answer() {
             self.latest_runtime = Some(agent_runtime_id);
         }
-        for violation in self.backend.violations().iter().skip(violations) {
+        // Logged, then forgotten: a client that keeps misbehaving does not grow the server.
+        for violation in self.backend.take_violations() {
             // The model's own words: never a token, biscuit, signature or key.
             tracing::warn!("a correct client never sends this: {violation}");
         }
