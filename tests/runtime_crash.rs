@@ -127,8 +127,6 @@ fn run_child(base: &str, home: &Path, resume: bool, wanted: usize) -> Result<Chi
     let mut args = vec![
         "--backend".to_owned(),
         base.to_owned(),
-        "--access-token".to_owned(),
-        TOKEN.to_owned(),
         "--home".to_owned(),
         home.display().to_string(),
         THREAD.to_owned(),
@@ -142,6 +140,8 @@ fn run_child(base: &str, home: &Path, resume: bool, wanted: usize) -> Result<Chi
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new(exe)
         .env(CHILD, args.join("\n"))
+        // As README runs the client: the token in the environment, out of the process list.
+        .env("AGENTSIM_ACCESS_TOKEN", TOKEN)
         .env("RUST_LOG", "off")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -14,10 +14,11 @@ use tokio::io::AsyncBufReadExt as _;
 
 /// Runs one thread of the agent identity / agent task lifecycle against a real backend.
 ///
-/// Examples:
-///   agentsim-runtime --backend http://127.0.0.1:8787 --access-token at-... main --turns 5 --every 10s
-///   agentsim-runtime --backend http://127.0.0.1:8787 --access-token at-... main --resume
-///   echo "what is 2+2" | agentsim-runtime --backend ... --access-token ... side --fork-from main
+/// Examples (the token comes from the environment: a flag would show it to `ps`):
+///   export AGENTSIM_ACCESS_TOKEN=at-...
+///   agentsim-runtime --backend http://127.0.0.1:8787 main --turns 5 --every 10s
+///   agentsim-runtime --backend http://127.0.0.1:8787 main --resume
+///   echo "what is 2+2" | agentsim-runtime --backend http://127.0.0.1:8787 side --fork-from main
 #[derive(Debug, Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Cli {
@@ -27,7 +28,8 @@ struct Cli {
     /// The runtime's home: `auth.json` (the agent identity) and `rollouts/<thread>.jsonl`.
     #[arg(long, default_value = ".agentsim")]
     home: PathBuf,
-    /// The ChatGPT access token to sign in with (secret: prefer the environment variable).
+    /// The ChatGPT access token to sign in with. It is a secret: set the environment variable
+    /// instead, since other users of the machine can read a flag's value from the process list.
     #[arg(long, env = "AGENTSIM_ACCESS_TOKEN", hide_env_values = true)]
     access_token: Option<String>,
     /// The workspace (`chatgpt_account_id`).

@@ -43,6 +43,27 @@ fn a_missing_rollout_reads_as_none_and_a_directory_is_an_error_naming_the_file()
 }
 
 #[test]
+fn a_rollout_file_of_exactly_the_limit_is_read_whole() {
+    use crate::rollout_file::{read_rollout_file, MAX_ROLLOUT_FILE_BYTES};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("A.jsonl");
+    let file = std::fs::File::create(&path).expect("create");
+    file.set_len(MAX_ROLLOUT_FILE_BYTES).expect("a sparse file");
+    let bytes = read_rollout_file(&path).expect("the limit itself is allowed");
+    assert_eq!(bytes.len() as u64, MAX_ROLLOUT_FILE_BYTES, "read whole, not cut short");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_device_is_no_rollout_file_even_when_reading_it_would_succeed() {
+    // `/dev/null` reads as empty: only the file-type check tells it from an empty rollout.
+    let error = crate::rollout_file::read_rollout_file(std::path::Path::new("/dev/null"))
+        .expect_err("a character device");
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput, "{error}");
+    assert!(error.to_string().contains("character device"), "{error}");
+}
+
+#[test]
 fn appending_to_a_thread_that_is_not_open_fails_instead_of_creating_a_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut files = RolloutFiles::new(dir.path()).expect("dir");
@@ -65,6 +86,18 @@ fn the_auth_store_round_trips_and_empties() {
         let mode = std::fs::metadata(store.path()).expect("exists").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "only the owner reads the private key");
     }
+}
+
+#[test]
+fn an_auth_store_that_cannot_be_read_is_an_error_not_a_signed_out_store() {
+    // Only a missing file means "no identity yet": anything else would make the runtime
+    // register a new identity over one it could not read.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("auth.json");
+    std::fs::create_dir(&path).expect("mkdir");
+    let error = AuthStore::new(&path).load().expect_err("a directory");
+    assert!(matches!(error, AuthStoreError::Io { .. }), "{error}");
+    assert!(error.to_string().contains("auth.json"), "{error}");
 }
 
 #[test]
@@ -127,6 +160,22 @@ async fn verbs_that_do_not_fit_the_state_are_usage_errors() {
     runtime.start_thread("A").await.expect("starts");
     assert!(usage(runtime.start_thread("A").await), "started twice");
     assert!(matches!(runtime.fork_thread("A", "B").await, Err(crate::RuntimeError::Usage(_))));
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_thread_an_earlier_process_wrote_is_resumed_not_started_over() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let runtime = crate::Runtime::open(unreachable_options(home.path())).await.expect("opens");
+    runtime.start_thread("A").await.expect("starts");
+    runtime.shutdown().await;
+    let file = home.path().join("rollouts/A.jsonl");
+    let before = std::fs::read(&file).expect("the first process's rollout");
+    let runtime = crate::Runtime::open(unreachable_options(home.path())).await.expect("reopens");
+    let error = runtime.start_thread("A").await.expect_err("its rollout exists");
+    assert!(matches!(error, crate::RuntimeError::Usage(_)), "{error}");
+    assert_eq!(std::fs::read(&file).expect("still there"), before, "the refusal wrote nothing");
+    runtime.resume_thread("A").await.expect("resumes instead");
     runtime.shutdown().await;
 }
 
