@@ -222,3 +222,21 @@ fn parse_pause(text: &str) -> anyhow::Result<Duration> {
     };
     Ok(Duration::from_millis(ms))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pause;
+    use std::time::Duration;
+
+    #[test]
+    fn pauses_take_each_unit_and_refuse_anything_else() {
+        for (text, ms) in [("0s", 0), ("500ms", 500), ("10s", 10_000), ("2m", 120_000)] {
+            assert_eq!(parse_pause(text).expect(text), Duration::from_millis(ms), "{text}");
+        }
+        assert_eq!(parse_pause("1h").expect("1h"), Duration::from_secs(3_600));
+        for bad in ["", "10", "s", "1.5s", "-1s", "10 s", "3d", "1sm"] {
+            let error = parse_pause(bad).expect_err(bad).to_string();
+            assert!(error.contains(&format!("{bad:?}")), "{bad}: {error}");
+        }
+    }
+}

@@ -298,3 +298,39 @@ async fn a_dropped_runtime_stops_its_driver_as_a_crash_would() {
     .await;
     assert!(drained.is_ok(), "the driver still runs after its runtime was dropped");
 }
+
+#[test]
+fn options_show_the_config_and_home_but_never_the_access_token() {
+    let token = "at-never-shown-0123";
+    let auth = agentsim_core::Auth::ChatGpt {
+        binding: Binding { account_id: "acct-1".into(), user_id: None },
+        access_token: token.into(),
+    };
+    let options = crate::Options::new(
+        agentsim_core::Config::default(),
+        auth,
+        std::path::PathBuf::from("/home/someone/.agentsim"),
+    );
+    let shown = format!("{options:?}");
+    assert!(!shown.contains(token), "{shown}");
+    assert!(shown.contains("acct-1") && shown.contains("/home/someone/.agentsim"), "{shown}");
+}
+
+#[tokio::test]
+async fn shutdown_returns_once_the_driver_has_finished() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let runtime = crate::Runtime::open(unreachable_options(home.path())).await.expect("opens");
+    let mut notices = runtime.subscribe().await.expect("subscribes");
+    runtime.start_thread("A").await.expect("starts");
+    runtime.shutdown().await;
+    // Nothing can arrive any more: the driver, which held the only sender, is gone.
+    loop {
+        match notices.try_recv() {
+            Ok(_) => continue,
+            Err(e) => {
+                assert_eq!(e, tokio::sync::mpsc::error::TryRecvError::Disconnected);
+                break;
+            }
+        }
+    }
+}
