@@ -3,6 +3,8 @@
 //! has stopped instead of going on as if the write had happened. The backend is `sim serve`, in
 //! this process.
 
+use std::time::Duration;
+
 use agentsim_core::{Auth, Binding, Config, TurnId};
 use agentsim_runtime::{Notice, Options, Runtime, RuntimeError};
 use sim::serve::{ServeOptions, Server};
@@ -39,14 +41,24 @@ async fn an_auth_store_that_cannot_be_written_stops_the_runtime_before_anything_
     let options = Options::new(config, signed_in(), home.path().to_owned());
     let runtime = Runtime::open(options).await.expect("opens: the store is only read here");
     let mut notices = runtime.subscribe().await.expect("subscribes");
-    // Starting the thread prewarms: identity registration, whose success must be stored.
+    // Starting the thread prewarms: identity registration, whose success must be stored. The
+    // turn, sent at once, waits for that identity: the failure must answer it, not leave it.
     let _ = runtime.start_thread("A").await;
-    let reason = stopped(runtime.idle().await, "idle after the failed save");
+    let turn = tokio::time::timeout(Duration::from_secs(10), runtime.turn("A", TurnId(1), "hi"))
+        .await
+        .expect("the waiting turn is answered");
+    let reason = stopped(turn, "the turn waiting for the identity");
     assert!(reason.contains("auth.json"), "the reason names the store: {reason}");
-    stopped(runtime.turn("A", TurnId(1), "hi").await, "a turn");
-    stopped(runtime.start_thread("B").await, "another thread");
-    stopped(runtime.events("A").await, "events");
-    stopped(runtime.subscribe().await, "a new subscriber");
+    let reasons = [
+        stopped(runtime.turn("A", TurnId(2), "again").await, "a turn"),
+        stopped(runtime.start_thread("B").await, "another thread"),
+        stopped(runtime.events("A").await, "events"),
+        stopped(runtime.subscribe().await, "a new subscriber"),
+        stopped(runtime.idle().await, "idle"),
+    ];
+    for other in reasons {
+        assert_eq!(other, reason, "every verb gives the same reason");
+    }
     runtime.shutdown().await;
 
     // The identity was registered but never stored, so nothing may have used it: no task

@@ -334,3 +334,60 @@ async fn shutdown_returns_once_the_driver_has_finished() {
         }
     }
 }
+
+/// A loopback server that answers each of `bodies.len()` connections with a 200 whose body is
+/// that many bytes, whatever the request.
+fn fixed_size_server(bodies: Vec<usize>) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let url = format!("http://{}/v1/responses", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        for size in bodies {
+            let Ok((mut stream, _)) = listener.accept() else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+            let _ = stream.write_all(answer.as_bytes());
+            let _ = stream.write_all(&vec![b'a'; size]);
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_response_body_may_reach_the_limit_but_not_pass_it() {
+    use crate::http::{send, SendError, MAX_RESPONSE_BODY_BYTES};
+    let url = fixed_size_server(vec![MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_BODY_BYTES + 1]);
+    let request = agentsim_core::wire::HttpRequest {
+        method: agentsim_core::wire::Method::Get,
+        url: url.clone(),
+        headers: Vec::new(),
+        body: None,
+    };
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let at_limit = send(&client, &url, &request).await.expect("the limit itself is read");
+    assert_eq!(at_limit.body.len(), MAX_RESPONSE_BODY_BYTES);
+    let past = send(&client, &url, &request).await.expect_err("one byte past the limit");
+    assert!(matches!(past, SendError::TooLarge { .. }), "{past}");
+}
+
+#[tokio::test]
+async fn a_send_that_fails_says_why_down_to_the_cause() {
+    // Port 1 on loopback: nothing listens, the connection is refused.
+    let url = "http://127.0.0.1:1/v1/responses";
+    let request = agentsim_core::wire::HttpRequest {
+        method: agentsim_core::wire::Method::Get,
+        url: url.into(),
+        headers: Vec::new(),
+        body: None,
+    };
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let error = crate::http::send(&client, url, &request).await.expect_err("refused");
+    assert_eq!(error.failure(), agentsim_core::RequestFailure::Connection);
+    let text = error.to_string();
+    assert!(text.starts_with(&format!("sending {url}: ")), "{text}");
+    assert!(text.contains("Connection refused"), "the OS's reason, from the source chain: {text}");
+}
