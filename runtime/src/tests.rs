@@ -357,17 +357,22 @@ fn fixed_size_server(bodies: Vec<usize>) -> String {
     url
 }
 
+/// A GET of `url` with no headers, and a client that goes straight to it.
+fn bare_get(url: &str) -> (agentsim_core::wire::HttpRequest, reqwest::Client) {
+    let request = agentsim_core::wire::HttpRequest {
+        method: agentsim_core::wire::Method::Get,
+        url: url.to_owned(),
+        headers: Vec::new(),
+        body: None,
+    };
+    (request, reqwest::Client::builder().no_proxy().build().expect("client"))
+}
+
 #[tokio::test]
 async fn a_response_body_may_reach_the_limit_but_not_pass_it() {
     use crate::http::{send, SendError, MAX_RESPONSE_BODY_BYTES};
     let url = fixed_size_server(vec![MAX_RESPONSE_BODY_BYTES, MAX_RESPONSE_BODY_BYTES + 1]);
-    let request = agentsim_core::wire::HttpRequest {
-        method: agentsim_core::wire::Method::Get,
-        url: url.clone(),
-        headers: Vec::new(),
-        body: None,
-    };
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let (request, client) = bare_get(&url);
     let at_limit = send(&client, &url, &request).await.expect("the limit itself is read");
     assert_eq!(at_limit.body.len(), MAX_RESPONSE_BODY_BYTES);
     let past = send(&client, &url, &request).await.expect_err("one byte past the limit");
@@ -378,13 +383,7 @@ async fn a_response_body_may_reach_the_limit_but_not_pass_it() {
 async fn a_send_that_fails_says_why_down_to_the_cause() {
     // Port 1 on loopback: nothing listens, the connection is refused.
     let url = "http://127.0.0.1:1/v1/responses";
-    let request = agentsim_core::wire::HttpRequest {
-        method: agentsim_core::wire::Method::Get,
-        url: url.into(),
-        headers: Vec::new(),
-        body: None,
-    };
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let (request, client) = bare_get(url);
     let error = crate::http::send(&client, url, &request).await.expect_err("refused");
     assert_eq!(error.failure(), agentsim_core::RequestFailure::Connection);
     let text = error.to_string();
