@@ -538,15 +538,7 @@ impl RealWorld {
 
     /// Posts to the admin API and returns the answer's body.
     async fn admin_post(&self, path: &str, body: String) -> Result<String, String> {
-        let url = format!("{}{path}", self.server.base_url());
-        let response = self.admin.post(&url).body(body).send().await.map_err(say)?;
-        let status = response.status();
-        let text = response.text().await.map_err(say)?;
-        if status.is_success() {
-            Ok(text)
-        } else {
-            Err(format!("{path}: {status} {text}"))
-        }
+        agentsim_tests::admin_post(&self.admin, &self.server.base_url(), path, body).await
     }
 }
 

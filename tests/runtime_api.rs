@@ -1,27 +1,20 @@
 //! The runtime's public API as a library user sees it, against `sim serve` in this process: a
 //! signed-in thread's turn succeeds and hands back the assertion its model request carried.
 
-use agentsim_core::{Auth, Binding, Config, EventKind, TurnId};
+use agentsim_core::{Config, EventKind, TurnId};
 use agentsim_runtime::{Options, Runtime};
-use sim::serve::{ServeOptions, Server};
+use agentsim_tests::{serve_for, signed_in};
 
 const TOKEN: &str = "at-api-test-token";
 
 #[tokio::test]
 async fn a_signed_in_turn_succeeds_and_returns_the_assertion_it_sent() {
-    let server = Server::start(ServeOptions {
-        accounts: vec![("acct-1".into(), TOKEN.into())],
-        ..ServeOptions::default()
-    })
-    .expect("sim serve starts");
+    let server = serve_for(TOKEN).expect("sim serve starts");
     let home = tempfile::tempdir().expect("temp dir");
-    let auth = Auth::ChatGpt {
-        binding: Binding { account_id: "acct-1".into(), user_id: None },
-        access_token: TOKEN.into(),
-    };
     let config = Config { base_url: server.base_url(), ..Config::default() };
-    let runtime =
-        Runtime::open(Options::new(config, auth, home.path().to_owned())).await.expect("opens");
+    let runtime = Runtime::open(Options::new(config, signed_in(TOKEN), home.path().to_owned()))
+        .await
+        .expect("opens");
     runtime.start_thread("A").await.expect("starts");
     let outcome = runtime.turn("A", TurnId(1), "hello").await.expect("a turn");
     assert!(!outcome.failed(), "a healthy backend: {:?}", outcome.events);

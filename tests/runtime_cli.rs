@@ -4,14 +4,15 @@
 //! process, and checks what the flags promise through what the backend saw, what the rollout
 //! holds and what the client printed.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
+use agentsim_tests::{admin_post, line_channel, serve_for};
 use libtest_mimic::{Arguments, Failed, Trial};
-use sim::serve::{ServeOptions, Server};
+use sim::serve::Server;
 
 /// The environment variable that puts this binary in the client's role (its value: the client's
 /// arguments, one per line).
@@ -38,27 +39,17 @@ fn main() -> ExitCode {
     libtest_mimic::run(&args, trials).exit_code()
 }
 
-/// A server for `acct-1`.
 fn server() -> Result<Server, Failed> {
-    let options = ServeOptions {
-        accounts: vec![("acct-1".to_owned(), TOKEN.to_owned())],
-        ..ServeOptions::default()
-    };
-    Server::start(options).map_err(|e| format!("sim serve: {e}").into())
+    serve_for(TOKEN).map_err(|e| format!("sim serve: {e}").into())
 }
 
 /// `POST /admin/expire` with no body: the backend expires the latest identity.
 fn expire_latest(server: &Server) -> Result<(), Failed> {
-    let url = server.base_url();
-    let address = url.strip_prefix("http://").ok_or("an http URL")?;
-    let mut stream = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
-    let request = format!(
-        "POST /admin/expire HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
-    check(answer.starts_with("HTTP/1.1 200"), || format!("admin expire: {answer}"))
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let client = reqwest::Client::new();
+    let base_url = server.base_url();
+    runtime.block_on(admin_post(&client, &base_url, "/admin/expire", String::new()))?;
+    Ok(())
 }
 
 /// The client running in a child process, its stdout read line by line as it prints.
@@ -88,14 +79,7 @@ impl Client {
             .map_err(|e| format!("cannot start the client: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut stderr = child.stderr.take().ok_or("no stderr")?;
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = line_channel(stdout);
         let stderr = std::thread::spawn(move || {
             let mut text = String::new();
             let _ = stderr.read_to_string(&mut text);

@@ -17,13 +17,12 @@
 //! Last, the thread is resumed twice in this process: both resumes read the same and restore the
 //! same task.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
 use agentsim_runtime::{Options, Runtime};
 use libtest_mimic::{Arguments, Failed, Trial};
-use sim::serve::{ServeOptions, Server};
 
 /// The environment variable that puts this binary in the child's role (its value: the client's
 /// arguments, one per line).
@@ -50,11 +49,7 @@ fn main() -> ExitCode {
 }
 
 fn kills() -> Result<(), Failed> {
-    let options = ServeOptions {
-        accounts: vec![("acct-1".to_owned(), TOKEN.to_owned())],
-        ..ServeOptions::default()
-    };
-    let server = Server::start(options).map_err(|e| format!("sim serve: {e}"))?;
+    let server = agentsim_tests::serve_for(TOKEN).map_err(|e| format!("sim serve: {e}"))?;
     let home = tempfile::tempdir().map_err(|e| e.to_string())?;
     let file = home.path().join("rollouts").join(format!("{THREAD}.jsonl"));
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
@@ -151,14 +146,7 @@ fn run_child(base: &str, home: &Path, resume: bool, wanted: usize) -> Result<Chi
     let stdout = child.stdout.take().ok_or("no stdout")?;
     // Lines arrive through a channel, so a client that stops printing fails the run after
     // CHILD_LIMIT instead of hanging it.
-    let (lines, arriving) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let arriving = agentsim_tests::line_channel(stdout);
     let mut run = ChildRun { acked: Vec::new(), synced: 0, skipped: Vec::new() };
     loop {
         let line = match arriving.recv_timeout(CHILD_LIMIT) {

@@ -5,18 +5,11 @@
 
 use std::time::Duration;
 
-use agentsim_core::{Auth, Binding, Config, TurnId};
+use agentsim_core::{Config, TurnId};
 use agentsim_runtime::{Notice, Options, Runtime, RuntimeError};
-use sim::serve::{ServeOptions, Server};
+use agentsim_tests::{serve_for, signed_in};
 
 const TOKEN: &str = "at-storage-test-token";
-
-fn signed_in() -> Auth {
-    Auth::ChatGpt {
-        binding: Binding { account_id: "acct-1".into(), user_id: None },
-        access_token: TOKEN.into(),
-    }
-}
 
 fn stopped<T: std::fmt::Debug>(result: Result<T, RuntimeError>, what: &str) -> String {
     match result {
@@ -27,18 +20,14 @@ fn stopped<T: std::fmt::Debug>(result: Result<T, RuntimeError>, what: &str) -> S
 
 #[tokio::test]
 async fn an_auth_store_that_cannot_be_written_stops_the_runtime_before_anything_relies_on_it() {
-    let server = Server::start(ServeOptions {
-        accounts: vec![("acct-1".into(), TOKEN.into())],
-        ..ServeOptions::default()
-    })
-    .expect("sim serve starts");
+    let server = serve_for(TOKEN).expect("sim serve starts");
     let home = tempfile::tempdir().expect("temp dir");
     // The store is replaced through `auth.json.tmp`: a directory there makes every save fail,
     // whoever runs the test (root included).
     std::fs::create_dir(home.path().join("auth.json.tmp")).expect("mkdir");
     let config = Config { base_url: server.base_url(), ..Config::default() };
     assert!(config.use_agent_identity, "the default config registers identities");
-    let options = Options::new(config, signed_in(), home.path().to_owned());
+    let options = Options::new(config, signed_in(TOKEN), home.path().to_owned());
     let runtime = Runtime::open(options).await.expect("opens: the store is only read here");
     let mut notices = runtime.subscribe().await.expect("subscribes");
     // Starting the thread prewarms: identity registration, whose success must be stored. The

@@ -365,3 +365,58 @@ pub fn writes_foreign_lines(scenario: &Scenario) -> bool {
         )
     })
 }
+
+/// The workspace the runtime tests sign in to.
+pub const ACCOUNT: &str = "acct-1";
+
+/// `sim serve` in this process on an ephemeral loopback port, with [`ACCOUNT`] and its token.
+pub fn serve_for(token: &str) -> std::io::Result<sim::serve::Server> {
+    sim::serve::Server::start(sim::serve::ServeOptions {
+        accounts: vec![(ACCOUNT.to_owned(), token.to_owned())],
+        ..sim::serve::ServeOptions::default()
+    })
+}
+
+/// Signed in to [`ACCOUNT`] with `token`.
+pub fn signed_in(token: &str) -> agentsim_core::Auth {
+    agentsim_core::Auth::ChatGpt {
+        binding: agentsim_core::Binding { account_id: ACCOUNT.into(), user_id: None },
+        access_token: token.into(),
+    }
+}
+
+/// One call of `sim serve`'s admin API, `POST {base_url}{path}`: the answer's body, or an error
+/// naming the path, the status and the body.
+pub async fn admin_post(
+    client: &reqwest::Client,
+    base_url: &str,
+    path: &str,
+    body: String,
+) -> Result<String, String> {
+    let url = format!("{base_url}{path}");
+    let response = client.post(&url).body(body).send().await.map_err(|e| e.to_string())?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(format!("{path}: {status} {text}"))
+    }
+}
+
+/// A child process's output, line by line, through a channel: a reader that waits with
+/// `recv_timeout` fails when the child stops printing instead of hanging the suite.
+pub fn line_channel(
+    output: impl std::io::Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<std::io::Result<String>> {
+    use std::io::BufRead as _;
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(output).lines() {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
